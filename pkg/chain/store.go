@@ -51,6 +51,29 @@ type Store struct {
 	path string
 	db   *sql.DB
 	log  *slog.Logger
+	// Statements a 1 Hz loop runs every tick, prepared once: parsing SQL
+	// costs more CPU than running these statements.
+	head, insertBlock, insertLive, deleteLive, live *sql.Stmt
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{
+		{&s.head, `SELECT ` + blockColumns + ` FROM blocks ORDER BY height DESC LIMIT 1`},
+		{&s.insertBlock, `INSERT INTO blocks (height, time_ns, kind, payload, prev, hash) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&s.insertLive, `INSERT OR REPLACE INTO live (snapshot, height, time_ns, source, payload) VALUES (?, ?, ?, ?, ?)`},
+		{&s.deleteLive, `DELETE FROM live WHERE snapshot = ?`},
+		{&s.live, `SELECT height, time_ns, payload FROM live ORDER BY time_ns, snapshot`},
+	} {
+		stmt, err := s.db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("chain database %s: %w", s.path, err)
+		}
+		*p.stmt = stmt
+	}
+	return nil
 }
 
 // Open opens the chain database at path, creating it when opts.Create is
@@ -76,7 +99,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	// connection keeps BEGIN IMMEDIATE from contending with itself.
 	db.SetMaxOpenConns(1)
 	s := &Store{path: abs, db: db, log: log}
-	if err := s.migrate(ctx, created); err != nil {
+	err = s.migrate(ctx, created)
+	if err == nil {
+		err = s.prepare(ctx)
+	}
+	if err == nil {
+		err = s.ensureGenesis(ctx)
+	}
+	if err != nil {
 		err = errors.Join(err, db.Close())
 		if created {
 			removeDatabase(abs)
@@ -208,24 +238,41 @@ func (s *Store) migrate(ctx context.Context, created bool) error {
 		return fmt.Errorf("chain database %s: %w", s.path, err)
 	}
 	if version == 0 {
-		if err := s.genesis(ctx, tx); err != nil {
-			return err
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('format', ?), ('chain_id', ?)`, Format, uuid.NewString()); err != nil {
+			return fmt.Errorf("chain database %s: %w", s.path, err)
 		}
 	}
 	return tx.Commit()
 }
 
-func (s *Store) genesis(ctx context.Context, tx *sql.Tx) error {
-	id := uuid.NewString()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('format', ?), ('chain_id', ?)`, Format, id); err != nil {
+// ensureGenesis writes block 0 into a chain that has none: a new database,
+// or one whose creation stopped between schema and genesis.
+func (s *Store) ensureGenesis(ctx context.Context) error {
+	// Read first: readers (chain verify, snap list) must not need the
+	// write lock or a writable file.
+	if _, err := scanHead(s.head.QueryRowContext(ctx)); !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
 		return fmt.Errorf("chain database %s: genesis: %w", s.path, err)
 	}
-	_, err := appendTx(ctx, tx, nil, Event{
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	if _, err := scanHead(tx.StmtContext(ctx, s.head).QueryRowContext(ctx)); !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	var id string
+	if err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'chain_id'`).Scan(&id); err != nil {
+		return fmt.Errorf("chain database %s: genesis: chain id: %w", s.path, err)
+	}
+	if _, err := s.appendTx(ctx, tx, nil, Event{
 		Time:    time.Now(),
 		Kind:    KindGenesis,
 		Payload: GenesisPayload{Format: Format, Version: 1, ChainID: id},
-	})
-	return err
+	}); err != nil {
+		return fmt.Errorf("chain database %s: genesis: %w", s.path, err)
+	}
+	return tx.Commit()
 }
 
 // Event is something to record; Append marshals Payload with encoding/json.
@@ -248,11 +295,11 @@ func (s *Store) Append(ctx context.Context, events ...Event) ([]Block, error) {
 		return nil, fmt.Errorf("chain %s: begin: %w", s.path, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	head, err := headTx(ctx, tx)
+	head, err := scanHead(tx.StmtContext(ctx, s.head).QueryRowContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("chain %s: %w", s.path, err)
 	}
-	blocks, err := appendTx(ctx, tx, &head, events...)
+	blocks, err := s.appendTx(ctx, tx, &head, events...)
 	if err != nil {
 		return nil, fmt.Errorf("chain %s: %w", s.path, err)
 	}
@@ -262,12 +309,8 @@ func (s *Store) Append(ctx context.Context, events ...Event) ([]Block, error) {
 	return blocks, nil
 }
 
-func appendTx(ctx context.Context, tx *sql.Tx, head *Block, events ...Event) ([]Block, error) {
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO blocks (height, time_ns, kind, payload, prev, hash) VALUES (?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return nil, err
-	}
-	defer ins.Close()
+func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, head *Block, events ...Event) ([]Block, error) {
+	ins := tx.StmtContext(ctx, s.insertBlock)
 	blocks := make([]Block, 0, len(events))
 	var rec []byte
 	for _, ev := range events {
@@ -296,7 +339,7 @@ func appendTx(ctx context.Context, tx *sql.Tx, head *Block, events ...Event) ([]
 		if _, err := ins.ExecContext(ctx, int64(b.Height), b.Time.UnixNano(), string(b.Kind), string(b.Payload), b.Prev[:], b.Hash[:]); err != nil {
 			return nil, fmt.Errorf("append block %d: %w", b.Height, err)
 		}
-		if err := updateLive(ctx, tx, &b); err != nil {
+		if err := s.updateLive(ctx, tx, &b); err != nil {
 			return nil, err
 		}
 		blocks = append(blocks, b)
@@ -307,7 +350,7 @@ func appendTx(ctx context.Context, tx *sql.Tx, head *Block, events ...Event) ([]
 
 // updateLive keeps the live-snapshot index in step with snapshot.* blocks.
 // It is derived state: the blocks are the record.
-func updateLive(ctx context.Context, tx *sql.Tx, b *Block) error {
+func (s *Store) updateLive(ctx context.Context, tx *sql.Tx, b *Block) error {
 	var err error
 	switch b.Kind {
 	case KindSnapshotCreated, KindSnapshotAdopted:
@@ -315,23 +358,18 @@ func updateLive(ctx context.Context, tx *sql.Tx, b *Block) error {
 		if p, err = b.Snapshot(); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO live (snapshot, height, time_ns, source, payload) VALUES (?, ?, ?, ?, ?)`,
-			p.Snapshot, int64(b.Height), b.Time.UnixNano(), p.Source, string(b.Payload))
+		_, err = tx.StmtContext(ctx, s.insertLive).ExecContext(ctx, p.Snapshot, int64(b.Height), b.Time.UnixNano(), p.Source, string(b.Payload))
 	case KindSnapshotDeleted, KindSnapshotVanished:
 		var p SnapshotPayload
 		if p, err = b.Snapshot(); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM live WHERE snapshot = ?`, p.Snapshot)
+		_, err = tx.StmtContext(ctx, s.deleteLive).ExecContext(ctx, p.Snapshot)
 	}
 	if err != nil {
 		return fmt.Errorf("block %d: live index: %w", b.Height, err)
 	}
 	return nil
-}
-
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 const blockColumns = `height, time_ns, kind, payload, prev, hash`
@@ -356,8 +394,8 @@ func scanBlock(row interface{ Scan(...any) error }) (Block, error) {
 	return b, nil
 }
 
-func headTx(ctx context.Context, q querier) (Block, error) {
-	b, err := scanBlock(q.QueryRowContext(ctx, `SELECT `+blockColumns+` FROM blocks ORDER BY height DESC LIMIT 1`))
+func scanHead(row *sql.Row) (Block, error) {
+	b, err := scanBlock(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return b, fmt.Errorf("%w: the chain has no blocks", ErrNotFound)
 	}
@@ -366,7 +404,7 @@ func headTx(ctx context.Context, q querier) (Block, error) {
 
 // Head returns the newest block.
 func (s *Store) Head(ctx context.Context) (Block, error) {
-	b, err := headTx(ctx, s.db)
+	b, err := scanHead(s.head.QueryRowContext(ctx))
 	if err != nil {
 		return b, fmt.Errorf("chain %s: head: %w", s.path, err)
 	}
@@ -449,7 +487,7 @@ type LiveSnapshot struct {
 
 // Live returns the live snapshots, oldest first.
 func (s *Store) Live(ctx context.Context) ([]LiveSnapshot, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT height, time_ns, payload FROM live ORDER BY time_ns, snapshot`)
+	rows, err := s.live.QueryContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("chain %s: live snapshots: %w", s.path, err)
 	}
