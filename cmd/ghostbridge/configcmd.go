@@ -1,0 +1,176 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+func newConfigCmd(a *App) *cobra.Command {
+	cmd := newGroupCmd("config", "Show or check the configuration", `Show the effective configuration or check a config file.
+
+Keys (TOML shown; YAML and JSON use the same names):
+
+  db = "/var/lib/ghostbridge/chain.db"  # chain database (--db, GHOSTBRIDGE_DB)
+  [log]
+  level = "info"      # debug|info|warn|error (--log-level)
+  format = "text"     # text|json (--log-format)
+  [snap]
+  sources = ["root=/"]  # PATH or NAME=PATH, one per subvolume (--source)
+  dir = "/.snapshots/ghostbridge"  # snapshot directory, same filesystem (--dir)
+  interval = "1s"     # Go duration, 10ms..1h (--interval)
+  keep = "1m"         # keep every snapshot younger than this, > 0 (--keep)
+  tiers = [{ every = "1m", for = "1h" }]  # also keep one per EVERY for FOR
+
+In the environment, lists are comma-separated (GHOSTBRIDGE_SNAP_SOURCES=
+"root=/,home=/home") and tiers are EVERY:FOR pairs (GHOSTBRIDGE_SNAP_TIERS=
+"1m:1h,1h:24h").`)
+	cmd.AddCommand(newConfigShowCmd(a), newConfigValidateCmd(a))
+	return cmd
+}
+
+func newConfigShowCmd(a *App) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show",
+		Short: "Print the effective configuration and where each value came from",
+		Example: `  ghostbridge config show
+  ghostbridge --config /etc/ghostbridge/config.toml config show --format json
+  GHOSTBRIDGE_SNAP_INTERVAL=2s ghostbridge config show`,
+		Args: cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			if a.format == FormatJSON {
+				return writeJSON(a.IO.Out, a.conf)
+			}
+			return writeConfigTOML(a.IO.Out, a.conf)
+		},
+	}
+}
+
+// writeConfigTOML prints the configuration as a TOML file an operator could
+// save, with the origin of each value as a comment.
+func writeConfigTOML(w io.Writer, lc loadedConfig) error {
+	c := lc.Config
+	var b strings.Builder
+	file := lc.File
+	if file == "" {
+		file = "none"
+	}
+	fmt.Fprintf(&b, "# config file: %s\n", file)
+	line := func(key, name, value string) {
+		fmt.Fprintf(&b, "%s = %s  # %s\n", name, value, lc.Origins[key])
+	}
+	line("db", "db", tomlString(c.DB))
+	b.WriteString("\n[log]\n")
+	line("log.level", "level", tomlString(c.Log.Level))
+	line("log.format", "format", tomlString(c.Log.Format))
+	b.WriteString("\n[snap]\n")
+	srcs := make([]string, len(c.Snap.Sources))
+	for i, s := range c.Snap.Sources {
+		srcs[i] = tomlString(s)
+	}
+	line("snap.sources", "sources", "["+strings.Join(srcs, ", ")+"]")
+	line("snap.dir", "dir", tomlString(c.Snap.Dir))
+	line("snap.interval", "interval", tomlString(c.Snap.Interval.String()))
+	line("snap.keep", "keep", tomlString(c.Snap.Keep.String()))
+	tiers := make([]string, len(c.Snap.Tiers))
+	for i, t := range c.Snap.Tiers {
+		tiers[i] = fmt.Sprintf("{ every = %s, for = %s }", tomlString(t.Every.String()), tomlString(t.For.String()))
+	}
+	line("snap.tiers", "tiers", "["+strings.Join(tiers, ", ")+"]")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// tomlString quotes s as a TOML basic string (Go's escapes for printable
+// text are a subset of TOML's).
+func tomlString(s string) string { return strconv.Quote(s) }
+
+// ConfigValidateResult is the result of `config validate`.
+type ConfigValidateResult struct {
+	File     string    `json:"file"`
+	OK       bool      `json:"ok"`
+	Problems []Problem `json:"problems"`
+}
+
+func newConfigValidateCmd(a *App) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate [FILE]",
+		Short: "Check a config file and name every bad key",
+		Long: `Check a config file and name every bad key, its value and what is allowed.
+
+With FILE, only that file (over the defaults) is checked. Without it, the
+effective configuration is checked: the file --config or the default
+location names, GHOSTBRIDGE_* environment variables and flags. Exit status
+is 0 when the configuration is valid and 2 when it is not.`,
+		Example: `  ghostbridge config validate /etc/ghostbridge/config.toml
+  ghostbridge config validate ./new-config.yaml --format json
+  ghostbridge config validate`,
+		Args:              cobra.MaximumNArgs(1),
+		Annotations:       map[string]string{annotSkipConfig: "true"},
+		ValidArgsFunction: cobra.FixedCompletions([]string{"toml", "yaml", "yml", "json"}, cobra.ShellCompDirectiveFilterFileExt),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src := configSource{}
+			layered := len(args) == 0
+			if layered {
+				var err error
+				if src, err = a.configFile(cmd); err != nil {
+					return err
+				}
+			} else {
+				src = configSource{Path: args[0], Explicit: true}
+			}
+			_, err := a.loadConfig(cmd, src, layered)
+			var ce *ConfigError
+			if err != nil && !errors.As(err, &ce) {
+				return err
+			}
+			res := ConfigValidateResult{File: src.Path, OK: ce == nil, Problems: []Problem{}}
+			if ce != nil {
+				res.Problems = ce.Problems
+			}
+			if err := a.printValidate(res); err != nil {
+				return err
+			}
+			if ce != nil {
+				name := src.Path
+				if name == "" {
+					name = "configuration"
+				}
+				return &ConfigError{Problems: ce.Problems, Summary: fmt.Sprintf("%s: %d invalid %s", name, len(ce.Problems), plural(len(ce.Problems), "key", "keys"))}
+			}
+			return nil
+		},
+	}
+}
+
+func (a *App) printValidate(res ConfigValidateResult) error {
+	if a.format == FormatJSON {
+		return writeJSON(a.IO.Out, res)
+	}
+	st := newStyles(a.IO.Renderer())
+	name := res.File
+	if name == "" {
+		name = "defaults, environment and flags (no config file)"
+	}
+	if res.OK {
+		_, err := fmt.Fprintf(a.IO.Out, "%s %s\n", st.ok.Render("OK:"), name)
+		return err
+	}
+	var b strings.Builder
+	for _, p := range res.Problems {
+		fmt.Fprintf(&b, "%s %s\n", st.bad.Render("invalid:"), p.String())
+	}
+	_, err := io.WriteString(a.IO.Out, b.String())
+	return err
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

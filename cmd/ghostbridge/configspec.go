@@ -1,0 +1,253 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Config is the typed, validated configuration of ghostbridge. Its JSON form
+// is what `config show --format json` prints.
+type Config struct {
+	DB   string     `json:"db"`
+	Log  LogConfig  `json:"log"`
+	Snap SnapConfig `json:"snap"`
+}
+
+// LogConfig is the [log] table.
+type LogConfig struct {
+	Level  string `json:"level"`
+	Format string `json:"format"`
+}
+
+// SnapConfig is the [snap] table.
+type SnapConfig struct {
+	Sources  []string     `json:"sources"`
+	Dir      string       `json:"dir"`
+	Interval Duration     `json:"interval"`
+	Keep     Duration     `json:"keep"`
+	Tiers    []TierConfig `json:"tiers"`
+}
+
+// TierConfig keeps one snapshot per Every for snapshots younger than For.
+type TierConfig struct {
+	Every Duration `json:"every"`
+	For   Duration `json:"for"`
+}
+
+// Duration is a time.Duration written the way operators type it ("1m", not
+// "1m0s").
+type Duration time.Duration
+
+// String formats d like time.Duration without trailing zero units.
+func (d Duration) String() string {
+	s := time.Duration(d).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// MarshalText encodes d as its String form.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config defaults. The snapshot defaults follow the host design: a snapshot
+// of the root subvolume every second, kept for one minute.
+const (
+	defaultDB       = "/var/lib/ghostbridge/chain.db"
+	defaultSnapDir  = "/.snapshots/ghostbridge"
+	defaultInterval = Duration(time.Second)
+	defaultKeep     = Duration(time.Minute)
+	minInterval     = 10 * time.Millisecond
+	maxInterval     = time.Hour
+)
+
+// defaultConfig returns the configuration used for keys no layer sets.
+func defaultConfig() Config {
+	return Config{
+		DB:  defaultDB,
+		Log: LogConfig{Level: "info", Format: "text"},
+		Snap: SnapConfig{
+			Sources:  []string{"root=/"},
+			Dir:      defaultSnapDir,
+			Interval: defaultInterval,
+			Keep:     defaultKeep,
+		},
+	}
+}
+
+// configKeys lists every key a config file may set, in display order, with
+// what it allows.
+var configKeys = []struct{ Key, Want string }{
+	{"db", "a database file path"},
+	{"log.level", "one of debug, info, warn, error"},
+	{"log.format", "one of text, json"},
+	{"snap.sources", `a list of "PATH" or "NAME=PATH" (NAME of a-z A-Z 0-9 @ . _ -)`},
+	{"snap.dir", "an absolute directory path"},
+	{"snap.interval", `a Go duration from 10ms to 1h, e.g. "1s"`},
+	{"snap.keep", `a Go duration greater than 0, e.g. "1m"`},
+	{"snap.tiers", `a list of {every = DURATION, for = DURATION} with every > 0 and for > every`},
+}
+
+func wantFor(key string) string {
+	base, _, _ := strings.Cut(key, "[")
+	for _, k := range configKeys {
+		if k.Key == base {
+			return k.Want
+		}
+	}
+	return ""
+}
+
+// Problem is one bad configuration value: the key, the value as given, where
+// it came from and what is allowed.
+type Problem struct {
+	Key    string `json:"key"`
+	Value  string `json:"value,omitempty"`
+	Origin string `json:"origin,omitempty"`
+	Want   string `json:"want"`
+}
+
+// String renders the problem on one line.
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(printable(p.Key))
+	if p.Value != "" {
+		b.WriteString(" = ")
+		b.WriteString(p.Value)
+	}
+	if p.Origin != "" {
+		b.WriteString(" (from ")
+		b.WriteString(printable(p.Origin))
+		b.WriteString(")")
+	}
+	b.WriteString(": ")
+	b.WriteString(p.Want)
+	return b.String()
+}
+
+// printable returns s, or s quoted when it holds anything that would break
+// a one-line message (a key in a YAML file can hold a newline).
+func printable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// ConfigError lists every problem found in a configuration. Its Error is one
+// line: the first problem and a count of the rest.
+type ConfigError struct {
+	Problems []Problem
+	// Summary, when set, replaces the first-problem message (the problems
+	// were already printed as the command's result).
+	Summary string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Summary != "" {
+		return e.Summary
+	}
+	if len(e.Problems) == 0 {
+		return "invalid configuration"
+	}
+	msg := "config: " + e.Problems[0].String()
+	if n := len(e.Problems) - 1; n > 0 {
+		msg += fmt.Sprintf(" (and %d more; run 'ghostbridge config validate')", n)
+	}
+	return msg
+}
+
+// showValue renders a configuration value for an error message: quoted,
+// on one line, and short.
+func showValue(v any) string {
+	var s string
+	switch x := v.(type) {
+	case string:
+		s = fmt.Sprintf("%q", x)
+	case Duration:
+		s = fmt.Sprintf("%q", x.String())
+	default:
+		b, err := json.Marshal(x)
+		if err != nil {
+			s = fmt.Sprintf("%v", x)
+		} else {
+			s = string(b)
+		}
+	}
+	s = strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
+	const maxLen = 60
+	if utf8.RuneCountInString(s) > maxLen {
+		s = string([]rune(s)[:maxLen]) + "..."
+	}
+	return s
+}
+
+// Validate checks every value of c and returns a *ConfigError listing all
+// problems, or nil. It touches nothing outside c.
+func (c Config) Validate() error {
+	var ps []Problem
+	bad := func(key string, v any) {
+		ps = append(ps, Problem{Key: key, Value: showValue(v), Want: wantFor(key)})
+	}
+	if strings.TrimSpace(c.DB) == "" {
+		bad("db", c.DB)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", c.Log.Format)
+	}
+	if len(c.Snap.Sources) == 0 {
+		ps = append(ps, Problem{Key: "snap.sources", Value: "[]", Want: "at least one source; " + wantFor("snap.sources")})
+	}
+	names := map[string]string{}
+	for i, spec := range c.Snap.Sources {
+		key := fmt.Sprintf("snap.sources[%d]", i)
+		name, err := sourceName(spec)
+		if err != nil {
+			ps = append(ps, Problem{Key: key, Value: showValue(spec), Want: wantFor(key) + ": " + err.Error()})
+			continue
+		}
+		if prev, dup := names[name]; dup {
+			ps = append(ps, Problem{Key: key, Value: showValue(spec), Want: fmt.Sprintf("a unique source name (%q is also used by %q)", name, prev)})
+		}
+		names[name] = spec
+	}
+	if !filepath.IsAbs(c.Snap.Dir) {
+		bad("snap.dir", c.Snap.Dir)
+	}
+	if d := time.Duration(c.Snap.Interval); d < minInterval || d > maxInterval {
+		bad("snap.interval", c.Snap.Interval)
+	}
+	if c.Snap.Keep <= 0 {
+		bad("snap.keep", c.Snap.Keep)
+	}
+	for i, t := range c.Snap.Tiers {
+		if t.Every <= 0 {
+			ps = append(ps, Problem{Key: fmt.Sprintf("snap.tiers[%d].every", i), Value: showValue(t.Every), Want: "a Go duration greater than 0"})
+		}
+		if t.For <= t.Every {
+			ps = append(ps, Problem{Key: fmt.Sprintf("snap.tiers[%d].for", i), Value: showValue(t.For), Want: fmt.Sprintf("a Go duration greater than every (%s)", t.Every)})
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return &ConfigError{Problems: ps}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ghostbridge/ghostbridge/pkg/chain"
+	"github.com/ghostbridge/ghostbridge/pkg/snap"
+)
+
+// Exit codes are part of the command-line contract: systemd units and
+// runbooks branch on them. exitCodesHelp documents the same table.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitCheckFailed = 3
+	exitInterrupted = 130
+)
+
+const exitCodesHelp = `Exit codes:
+  0    success
+  1    runtime failure (I/O, database or filesystem error, another
+       "snap run" already holds the database lock)
+  2    usage or configuration error (unknown flag or command, bad argument
+       such as a height not in the chain, invalid config key or value,
+       missing config file named by --config, database missing or in an
+       unusable directory, source that is not a subvolume)
+  3    a check failed (chain verify found a mismatch)
+  130  interrupted by SIGINT or SIGTERM before the command finished
+       ("snap run" and "chain log --follow" stop cleanly and exit 0)`
+
+// usageError marks a command-line mistake: an unknown flag or command, a
+// wrong argument, an invalid flag value.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usageErrorf(err error) error {
+	if err == nil {
+		return nil
+	}
+	var u *usageError
+	if errors.As(err, &u) {
+		return err
+	}
+	return &usageError{err: err}
+}
+
+// checkFailed and usage list the library errors that map to exit codes
+// other than 1.
+var (
+	checkFailed = []error{chain.ErrMismatch}
+	usage       = []error{
+		chain.ErrNoDatabase, // --db names no database: a configuration mistake
+		chain.ErrNotChain,
+		chain.ErrOutOfRange, // --from/--to or HEIGHT outside the chain
+		chain.ErrNotFound,
+		snap.ErrInvalidConfig, // a source that is not a subvolume, a directory on another filesystem
+	}
+)
+
+// exitCode maps the error a command returned to the process exit code. ctx is
+// the signal context: a cancellation counts as an interruption only when the
+// signal actually fired.
+func exitCode(ctx context.Context, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return exitInterrupted
+	}
+	for _, s := range checkFailed {
+		if errors.Is(err, s) {
+			return exitCheckFailed
+		}
+	}
+	var (
+		u  *usageError
+		ce *ConfigError
+		fe *configFileError
+	)
+	if errors.As(err, &u) || errors.As(err, &ce) || errors.As(err, &fe) {
+		return exitUsage
+	}
+	for _, s := range usage {
+		if errors.Is(err, s) {
+			return exitUsage
+		}
+	}
+	return exitFailure
+}

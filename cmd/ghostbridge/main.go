@@ -1,0 +1,28 @@
+// Command ghostbridge is the operator's command-line tool for a GhostBridge
+// host: BTRFS snapshots every second, recorded in a verifiable SHA-256 hash
+// chain in SQLite.
+//
+// This package is the command layer only: cobra wiring, configuration
+// (one viper instance), streams, rendering and exit codes. It decides
+// nothing; the logic lives in pkg/ and must not be duplicated here.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], SystemIO(os.Getenv), os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line in-process and returns the exit code; tests
+// call it with buffer-backed streams and a fake environment.
+func run(ctx context.Context, args []string, ios *IOStreams, env func(string) string) int {
+	return NewApp(ios, env).Run(ctx, args)
+}

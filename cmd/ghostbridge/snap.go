@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ghostbridge/ghostbridge/pkg/chain"
+	"github.com/ghostbridge/ghostbridge/pkg/snap"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/btrfs"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/systemd"
+)
+
+func newSnapCmd(a *App) *cobra.Command {
+	cmd := newGroupCmd("snap", "Take, list and prune snapshots", `Take read-only BTRFS snapshots of the configured sources, list the
+snapshots the chain records as live, and apply retention.
+
+Snapshots are named <dir>/<source name>/<UTC time, 20060102T150405.000Z>.`)
+	cmd.AddCommand(newSnapRunCmd(a), newSnapListCmd(a), newSnapPruneCmd(a))
+	return cmd
+}
+
+// addSnapConfigFlags adds the flags that override [snap] config keys; their
+// values reach the config through config.go, not through these variables.
+func addSnapConfigFlags(cmd *cobra.Command, withInterval bool) {
+	f := cmd.Flags()
+	f.StringArray("source", nil, "source subvolume `PATH` or NAME=PATH (repeatable; replaces snap.sources)")
+	f.String("dir", "", "snapshot `DIR`ectory on the sources' filesystem (overrides snap.dir)")
+	if withInterval {
+		f.Duration("interval", 0, "time between snapshots, 10ms..1h (overrides snap.interval)")
+	}
+	f.Duration("keep", 0, "keep every snapshot younger than this (overrides snap.keep)")
+	_ = cmd.MarkFlagDirname("dir")
+	_ = cmd.MarkFlagDirname("source")
+}
+
+func newSnapRunCmd(a *App) *cobra.Command {
+	var once bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Snapshot every source each interval and record each snapshot in the chain",
+		Long: `Snapshot every source at each wall-clock multiple of the interval, record
+each snapshot and each retention deletion as a block in the chain, and keep
+going until SIGINT or SIGTERM, which finish the tick in hand and exit 0.
+A tick that overruns skips the missed ticks and records how many.
+
+This is the command a systemd unit runs (Type=notify; READY=1, WATCHDOG=1
+and STOPPING=1 are sent when NOTIFY_SOCKET is set). One "snap run" per
+database: a second one exits 1 naming the holder's pid. With --format json
+every tick is one line {"schema":1,"type":"tick",...}; in text mode ticks
+are logged at debug level.`,
+		Example: `  ghostbridge snap run
+  ghostbridge snap run --source /home --dir /home/.snapshots --interval 1s --keep 1m
+  ghostbridge snap run --once --format json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runSnapRun(cmd.Context(), a, once)
+		},
+	}
+	addSnapConfigFlags(cmd, true)
+	cmd.Flags().BoolVar(&once, "once", false, "take one tick (reconcile, snapshot, retention) and exit")
+	return cmd
+}
+
+// snapConfig turns the validated configuration into what pkg/snap takes.
+func snapConfig(c Config) (snap.Config, error) {
+	sc := snap.Config{
+		Dir:      c.Snap.Dir,
+		Interval: time.Duration(c.Snap.Interval),
+		Policy:   snap.Policy{Keep: time.Duration(c.Snap.Keep)},
+	}
+	for _, spec := range c.Snap.Sources {
+		s, err := snap.ParseSource(spec)
+		if err != nil {
+			return sc, err
+		}
+		sc.Sources = append(sc.Sources, s)
+	}
+	for _, t := range c.Snap.Tiers {
+		sc.Policy.Tiers = append(sc.Policy.Tiers, snap.Tier{Every: time.Duration(t.Every), For: time.Duration(t.For)})
+	}
+	return sc, nil
+}
+
+// sourceName is the name a source spec gets, for config validation.
+func sourceName(spec string) (string, error) {
+	s, err := snap.ParseSource(spec)
+	if err != nil {
+		return "", errors.New(strings.TrimPrefix(err.Error(), snap.ErrInvalidConfig.Error()+": "))
+	}
+	return s.Name, nil
+}
+
+func runSnapRun(ctx context.Context, a *App, once bool) (err error) {
+	cfg, err := snapConfig(a.conf.Config)
+	if err != nil {
+		return err
+	}
+	// Check the database path and the machine before the database is
+	// created, so a bad source, directory or path leaves nothing behind.
+	if err := a.checkDB(true); err != nil {
+		return err
+	}
+	fs := btrfs.New()
+	if err := snap.Validate(ctx, fs, cfg); err != nil {
+		return err
+	}
+	notifier, err := systemd.New()
+	if err != nil {
+		return err
+	}
+	st, err := a.openChain(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, st.Close()) }()
+	d := snap.Deps{Chain: st, FS: fs, Notifier: notifier, Logger: a.log, Now: a.Now}
+	var werr error // first stdout write error; stdout gone means stop
+	opts := snap.RunOptions{
+		Once: once,
+		// pkg/snap logs ticks and reconciliation itself; these only print
+		// results.
+		OnReconcile: func(r snap.ReconcileResult) {
+			if a.format == FormatJSON && werr == nil {
+				werr = writeJSONLine(a.IO.Out, "reconcile", r)
+			}
+		},
+		OnTick: func(t snap.TickResult) {
+			if werr != nil {
+				return
+			}
+			switch {
+			case a.format == FormatJSON:
+				werr = writeJSONLine(a.IO.Out, "tick", tickView{TickResult: t, Errors: errorLines(t.Err)})
+			case once:
+				werr = writeTickText(a.IO.Out, t)
+			}
+		},
+	}
+	err = snap.Run(ctx, d, cfg, opts)
+	return errors.Join(err, werr)
+}
+
+// tickView is a tick as printed in JSON: the result plus its non-fatal
+// errors, which TickResult keeps out of its own encoding.
+type tickView struct {
+	snap.TickResult
+	Errors []string `json:"errors,omitempty"`
+}
+
+func errorLines(err error) []string {
+	if err == nil {
+		return nil
+	}
+	return strings.Split(err.Error(), "\n")
+}
+
+func writeTickText(w io.Writer, t snap.TickResult) error {
+	var b strings.Builder
+	for _, set := range []struct {
+		verb   string
+		blocks []chain.Block
+	}{{"created", t.Created}, {"deleted", t.Deleted}, {"vanished", t.Vanished}} {
+		for _, blk := range set.blocks {
+			fmt.Fprintf(&b, "%-8s height %d  %s\n", set.verb, blk.Height, blockSummary(blk))
+		}
+	}
+	if t.Missed > 0 {
+		fmt.Fprintf(&b, "missed   %d %s\n", t.Missed, plural(int(min(t.Missed, 2)), "tick", "ticks"))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
