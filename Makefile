@@ -37,8 +37,8 @@ deps: ## Install btrfs-progs and sqlite3 with apt-get when missing (root only)
 demo: build ## Snapshot a scratch BTRFS for ten seconds and show the chain (root)
 	bash testdata/demo.sh
 
-bench: ## Run the benchmarks
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: deps ## Benchmarks, with each figure beside its baseline from the same run (root)
+	bash testdata/bench/bench.sh
 
 docs: ## Regenerate man/ and completions/ from the command tree
 	$(GO) run ./cmd/ghostbridge gen-docs --dir .
