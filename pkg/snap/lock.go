@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -36,8 +37,15 @@ type Lock struct {
 	f *os.File
 }
 
-// LockPath is the lock file that guards the database at db.
-func LockPath(db string) string { return db + ".lock" }
+// LockPath is the lock file that guards the database at db. Symlinks are
+// resolved (when db exists), so every path to one database takes the same
+// lock.
+func LockPath(db string) string {
+	if real, err := filepath.EvalSymlinks(db); err == nil {
+		db = real
+	}
+	return db + ".lock"
+}
 
 // AcquireLock takes the lock at path without waiting and writes this
 // process's pid into it. It returns *LockedError when another open file

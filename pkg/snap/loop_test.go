@@ -95,6 +95,9 @@ func (m *memFS) Snapshot(src, dst string, readOnly bool) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, ok := m.subs[dst]; ok {
+		return &btrfs.Error{Op: "snapshot", Path: dst, Source: src, Err: btrfs.ErrExists}
+	}
 	m.n++
 	m.subs[dst] = btrfs.Info{UUID: fmt.Sprintf("snap-%d", m.n), ParentUUID: m.subs[src].UUID, Generation: uint64(m.n), OTime: time.Now().UTC(), ReadOnly: readOnly}
 	return nil
@@ -124,12 +127,14 @@ func (m *memFS) Info(path string) (btrfs.Info, error) {
 type recNotifier struct {
 	mu     sync.Mutex
 	states []string
+	at     []time.Time // when each state was sent (the bubble's clock)
 }
 
 func (n *recNotifier) Notify(s string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.states = append(n.states, s)
+	n.at = append(n.at, time.Now())
 	return nil
 }
 
@@ -160,9 +165,12 @@ func newLoopEnv(t *testing.T, iv time.Duration, keep time.Duration) *loopEnv {
 
 // run runs the loop until stop says so (checked after each tick).
 func (e *loopEnv) run(t *testing.T, stop func(ticks []TickResult) bool) error {
+	return e.runDeps(t, Deps{Chain: e.store, FS: e.fs, Notifier: e.note}, stop)
+}
+
+func (e *loopEnv) runDeps(t *testing.T, d Deps, stop func(ticks []TickResult) bool) error {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	d := Deps{Chain: e.store, FS: e.fs, Notifier: e.note}
 	return Run(ctx, d, e.cfg, RunOptions{OnTick: func(r TickResult) {
 		e.ticks = append(e.ticks, r)
 		if stop(e.ticks) {
@@ -314,5 +322,153 @@ func TestLoopCancelFinishesTick(t *testing.T) {
 		if e.note.states[len(e.note.states)-1] != NotifyStopping {
 			t.Errorf("last notification %q, want STOPPING=1", e.note.states)
 		}
+	})
+}
+
+// A wall clock stepped back an hour, during the sleep or between ticks,
+// neither stalls the loop nor fails it: it keeps snapshotting within a
+// couple of intervals, and names already taken are skipped.
+func TestLoopClockSteppedBack(t *testing.T) {
+	for _, during := range []bool{true, false} {
+		name := map[bool]string{true: "during the sleep", false: "between ticks"}[during]
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newLoopEnv(t, time.Second, 2*time.Hour)
+				var mu sync.Mutex
+				var offset time.Duration
+				now := func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(offset) }
+				step := func(d time.Duration) { mu.Lock(); offset += d; mu.Unlock() }
+				var real []time.Time // the bubble's unstepped clock at each tick
+				d := Deps{Chain: e.store, FS: e.fs, Notifier: e.note, Now: now}
+				err := e.runDeps(t, d, func(ticks []TickResult) bool {
+					real = append(real, time.Now())
+					if len(ticks) == 3 {
+						if during {
+							go func() { time.Sleep(300 * time.Millisecond); step(-time.Hour) }()
+						} else {
+							step(-time.Hour)
+						}
+					}
+					return len(ticks) == 8
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := 3; i < len(real); i++ {
+					if gap := real[i].Sub(real[i-1]); gap > 2*time.Second {
+						t.Errorf("tick %d came %v after the previous one: the loop stalled", i, gap)
+					}
+				}
+				for i, r := range e.ticks {
+					if r.Err != nil {
+						t.Errorf("tick %d: %v", i, r.Err)
+					}
+				}
+				if got := e.ticks[3].Time.Sub(e.ticks[2].Time); got > -59*time.Minute {
+					t.Errorf("tick after the step at %v, %v after the one before; want about an hour back", e.ticks[3].Time, got)
+				}
+				created := 0
+				for _, r := range e.ticks[3:] {
+					created += len(r.Created)
+				}
+				if created < 4 {
+					t.Errorf("%d snapshots in the 5 ticks after the step, want at least 4", created)
+				}
+			})
+		})
+	}
+	// Stepping back by less than the ticks already taken replays names:
+	// those ticks skip the source and stay healthy.
+	t.Run("names replayed", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			e := newLoopEnv(t, time.Second, time.Hour)
+			var mu sync.Mutex
+			var offset time.Duration
+			now := func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(offset) }
+			d := Deps{Chain: e.store, FS: e.fs, Notifier: e.note, Now: now}
+			err := e.runDeps(t, d, func(ticks []TickResult) bool {
+				if len(ticks) == 4 {
+					mu.Lock()
+					offset -= 3 * time.Second
+					mu.Unlock()
+				}
+				return len(ticks) == 9
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var skipped int
+			for i, r := range e.ticks {
+				if r.Err != nil {
+					t.Errorf("tick %d: %v", i, r.Err)
+				}
+				if len(r.Created) == 0 {
+					skipped++
+				}
+			}
+			if skipped == 0 {
+				t.Error("no tick skipped a taken name")
+			}
+			if n := len(e.note.states); n < 9 || e.note.states[n-2] != NotifyWatchdog {
+				t.Errorf("notifications %q: want a keep-alive for every tick, skipped names included", e.note.states)
+			}
+		})
+	})
+}
+
+// With an interval longer than the watchdog timeout, a healthy loop still
+// sends WATCHDOG=1 at least every half timeout; an unhealthy one does not.
+func TestLoopWatchdogWhileSleeping(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const iv, wd = 10 * time.Second, 3 * time.Second
+		e := newLoopEnv(t, iv, time.Hour)
+		e.fs.onSnap = func(call int) error {
+			if call == 3 {
+				return errors.New("disk on fire")
+			}
+			return nil
+		}
+		d := Deps{Chain: e.store, FS: e.fs, Notifier: e.note, WatchdogInterval: wd}
+		var tickAt []time.Time
+		err := e.runDeps(t, d, func(ticks []TickResult) bool {
+			tickAt = append(tickAt, time.Now())
+			return len(ticks) == 5
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pings []time.Time
+		for i, s := range e.note.states {
+			if s == NotifyWatchdog {
+				pings = append(pings, e.note.at[i])
+			}
+		}
+		if len(pings) == 0 {
+			t.Fatal("no WATCHDOG=1 sent")
+		}
+		// No ping between the failed third tick and the fourth.
+		for _, p := range pings {
+			if p.After(tickAt[2]) && p.Before(tickAt[3]) {
+				t.Errorf("WATCHDOG=1 at %v, after the failed tick at %v", p, tickAt[2])
+			}
+		}
+		// Between healthy ticks, never more than wd/2 without one.
+		check := func(from, to time.Time) {
+			last := from
+			for _, p := range pings {
+				if p.After(from) && !p.After(to) {
+					if p.Sub(last) > wd/2 {
+						t.Errorf("%v without WATCHDOG=1 before %v", p.Sub(last), p)
+					}
+					last = p
+				}
+			}
+			if to.Sub(last) > wd/2 {
+				t.Errorf("%v without WATCHDOG=1 before the tick at %v", to.Sub(last), to)
+			}
+		}
+		check(tickAt[0], tickAt[1])
+		check(tickAt[1], tickAt[2])
+		check(tickAt[3], tickAt[4])
 	})
 }

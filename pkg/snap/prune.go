@@ -20,18 +20,21 @@ type PruneResult struct {
 	Foreign  []string             `json:"foreign"`  // entries left alone
 }
 
-// Prune reconciles the chain with the disk and applies cfg.Policy once:
-// what the policy no longer keeps is deleted and recorded. With dryRun it
-// changes nothing (no lock, no directories, no blocks) and reports what it
-// would delete. Like Run it holds the database's lock, so it fails with
-// *LockedError while `snap run` is running.
+// Prune reconciles the chain with the disk and applies cfg.Policy once,
+// with the same reconciliation, retention and safety checks as Run: what
+// the policy no longer keeps is deleted and recorded, the newest snapshot
+// of each source is always kept. With dryRun it changes nothing (no lock,
+// no directories, no blocks) and reports what it would delete. Like Run it
+// holds the database's lock, so it fails with *LockedError while `snap run`
+// is running, and it refuses a snapshot directory bound to another chain
+// (ErrInvalidConfig).
 func Prune(ctx context.Context, d Deps, cfg Config, dryRun bool) (res PruneResult, err error) {
-	res.DryRun = dryRun
+	res = PruneResult{DryRun: dryRun, Deleted: []chain.LiveSnapshot{}, Adopted: []string{}, Vanished: []string{}, Foreign: []string{}}
 	d, err = d.withDefaults()
 	if err != nil {
 		return res, err
 	}
-	if err := Validate(ctx, d.FS, cfg); err != nil {
+	if err := ValidateChain(ctx, d.FS, cfg, d.Chain); err != nil {
 		return res, err
 	}
 	if !dryRun {
@@ -45,19 +48,19 @@ func Prune(ctx context.Context, d Deps, cfg Config, dryRun bool) (res PruneResul
 	if err != nil {
 		return res, err
 	}
-	plan, err := r.planReconcile(ctx)
-	if err != nil {
-		return res, err
-	}
-	res.Foreign, res.Vanished = plan.foreign, plan.vanish
-	for _, a := range plan.adopt {
-		res.Adopted = append(res.Adopted, a.Snapshot)
-	}
-	live, err := d.Chain.Live(ctx)
-	if err != nil {
-		return res, err
-	}
 	if dryRun {
+		plan, err := r.planReconcile(ctx)
+		if err != nil {
+			return res, err
+		}
+		res.Foreign, res.Vanished = plan.foreign, plan.vanish
+		for _, a := range plan.adopt {
+			res.Adopted = append(res.Adopted, a.Snapshot)
+		}
+		live, err := d.Chain.Live(ctx)
+		if err != nil {
+			return res, err
+		}
 		gone := make(map[string]bool, len(plan.vanish))
 		for _, v := range plan.vanish {
 			gone[v] = true
@@ -71,40 +74,60 @@ func Prune(ctx context.Context, d Deps, cfg Config, dryRun bool) (res PruneResul
 		for _, a := range plan.adopt {
 			cands = append(cands, chain.LiveSnapshot{Time: d.Now(), SnapshotPayload: a})
 		}
-		keep, del := Plan(cands, d.Now(), cfg.Policy)
-		res.Deleted, res.Kept = del, len(keep)
+		keep, del := r.plan(r.configured(cands), nil)
+		res.Kept = len(cands) - len(keep) - len(del) + len(keep)
+		if del != nil {
+			res.Deleted = del
+		}
 		return res, nil
 	}
 
-	if _, err := d.Chain.Append(ctx, plan.events...); err != nil {
+	rec, err := r.reconcile(ctx)
+	if err != nil {
 		return res, fmt.Errorf("prune: %w", err)
 	}
-	if live, err = d.Chain.Live(ctx); err != nil {
+	res.Foreign = rec.Foreign
+	for _, b := range rec.Adopted {
+		if p, err := b.Snapshot(); err == nil {
+			res.Adopted = append(res.Adopted, p.Snapshot)
+		}
+	}
+	for _, b := range rec.Vanished {
+		if p, err := b.Snapshot(); err == nil {
+			res.Vanished = append(res.Vanished, p.Snapshot)
+		}
+	}
+	before, err := d.Chain.Live(ctx)
+	if err != nil {
 		return res, err
 	}
-	keep, del := Plan(live, d.Now(), cfg.Policy)
-	res.Kept = len(keep)
-	var events []chain.Event
-	var errs []error
-	var deleted []chain.LiveSnapshot
-	for _, l := range del {
-		ev, err := r.retire(l, "retention")
+	byPath := make(map[string]chain.LiveSnapshot, len(before))
+	for _, l := range before {
+		byPath[l.Snapshot] = l
+	}
+	events, rerr := r.retention(ctx, nil, nil)
+	blocks, err := d.Chain.Append(ctx, events...)
+	if err != nil {
+		return res, fmt.Errorf("prune: %w", errors.Join(rerr, err))
+	}
+	live, err := d.Chain.Live(ctx)
+	if err != nil {
+		return res, errors.Join(rerr, err)
+	}
+	res.Kept = len(live)
+	for _, b := range blocks {
+		p, err := b.Snapshot()
 		if err != nil {
-			errs = append(errs, err)
 			continue
 		}
-		if ev.Kind == chain.KindSnapshotDeleted {
-			deleted = append(deleted, l)
-		} else {
-			res.Vanished = append(res.Vanished, l.Snapshot)
+		switch b.Kind {
+		case chain.KindSnapshotDeleted:
+			res.Deleted = append(res.Deleted, byPath[p.Snapshot])
+		case chain.KindSnapshotVanished:
+			res.Vanished = append(res.Vanished, p.Snapshot)
 		}
-		events = append(events, ev)
 	}
-	if _, err := d.Chain.Append(ctx, events...); err != nil {
-		return res, fmt.Errorf("prune: %w", errors.Join(append(errs, err)...))
-	}
-	res.Deleted = deleted
-	return res, errors.Join(errs...)
+	return res, rerr
 }
 
 // Entry is one live snapshot as `snap list` shows it.

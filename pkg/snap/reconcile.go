@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
+	"time"
 
 	"github.com/ghostbridge/ghostbridge/pkg/chain"
 	"github.com/ghostbridge/ghostbridge/pkg/sys/btrfs"
@@ -22,19 +22,18 @@ type ReconcileResult struct {
 	// Vanished are recorded snapshots no longer on disk (a crash between
 	// delete and append, or someone else deleted them).
 	Vanished []chain.Block `json:"vanished"`
-	// Foreign are entries of the snapshot directories that are not ours;
-	// they are left alone.
+	// Foreign are entries of the snapshot directory and its source
+	// directories that are not ours; they are left alone.
 	Foreign []string `json:"foreign"`
 }
 
-// reportedForeign remembers the foreign paths already logged, so each is
-// reported once per process however often it is seen.
-var reportedForeign sync.Map
-
+// reportForeign logs a foreign entry the first time this runner sees it.
 func (r *runner) reportForeign(path, why string) {
-	if _, dup := reportedForeign.LoadOrStore(path, true); !dup {
-		r.d.Logger.Warn("leaving foreign entry in snapshot directory alone", "snapshot", path, "why", why)
+	if r.reported[path] {
+		return
 	}
+	r.reported[path] = true
+	r.d.Logger.Warn("leaving foreign entry in snapshot directory alone", "snapshot", path, "why", why)
 }
 
 // reconcilePlan is what reconcile would record.
@@ -45,13 +44,22 @@ type reconcilePlan struct {
 	foreign []string
 }
 
-// planReconcile compares the chain's live snapshots with the source
-// directories. A live snapshot that is gone (or is no longer the subvolume
-// recorded) vanished; a read-only snapshot of a source under a name we
-// write, that the chain does not know, is adopted; everything else in the
-// source directories is foreign.
+// otimeSlack is how far before the chain head's block time the creation
+// time of a snapshot in flight at a crash may be: block times come from
+// the clock after the snapshot, and the kernel's timestamps are coarse.
+const otimeSlack = time.Second
+
+// planReconcile compares the chain's live snapshots with the snapshot
+// directory. A live snapshot that is gone (or is no longer the subvolume
+// recorded) vanished. A kill can only leave one unrecorded snapshot per
+// source, the one of the tick in flight, so at most one entry per source is
+// adopted: the newest read-only snapshot of the source under a name we
+// write, named after anything the chain ever recorded for that source (or,
+// when it recorded none, named no earlier than the chain head's block
+// time), and created no earlier than the head's block time, less
+// otimeSlack. Everything else is foreign.
 func (r *runner) planReconcile(ctx context.Context) (reconcilePlan, error) {
-	var p reconcilePlan
+	p := reconcilePlan{adopt: []chain.SnapshotPayload{}, vanish: []string{}, foreign: []string{}}
 	live, err := r.d.Chain.Live(ctx)
 	if err != nil {
 		return p, err
@@ -71,6 +79,17 @@ func (r *runner) planReconcile(ctx context.Context) (reconcilePlan, error) {
 		p.vanish = append(p.vanish, l.Snapshot)
 		p.events = append(p.events, chain.Event{Time: r.d.Now(), Kind: chain.KindSnapshotVanished, Payload: v})
 	}
+	head, err := r.d.Chain.Head(ctx)
+	if err != nil {
+		return p, fmt.Errorf("reconcile: %w", err)
+	}
+	last, err := r.lastRecorded(ctx)
+	if err != nil {
+		return p, fmt.Errorf("reconcile: %w", err)
+	}
+	if err := r.foreignInDir(&p); err != nil {
+		return p, err
+	}
 	for _, s := range r.srcs {
 		dir := SourceDir(r.cfg.Dir, s.Name)
 		entries, err := os.ReadDir(dir)
@@ -80,6 +99,12 @@ func (r *runner) planReconcile(ctx context.Context) (reconcilePlan, error) {
 		if err != nil {
 			return p, fmt.Errorf("reconcile %s: %w", dir, err)
 		}
+		type candidate struct {
+			path string
+			at   time.Time
+			info btrfs.Info
+		}
+		var cands []candidate
 		for _, e := range entries {
 			path := filepath.Join(dir, e.Name())
 			if known[path] {
@@ -94,10 +119,33 @@ func (r *runner) planReconcile(ctx context.Context) (reconcilePlan, error) {
 				r.reportForeign(path, why)
 				continue
 			}
+			at, _ := ParseName(e.Name()) // ours checked it parses
+			cands = append(cands, candidate{path, at, info})
+		}
+		// Newest first; only the newest can be the tick in flight.
+		sort.Slice(cands, func(i, j int) bool { return cands[i].at.After(cands[j].at) })
+		for i, c := range cands {
+			why := ""
+			lastAt, recorded := last[s.Name]
+			switch {
+			case i > 0:
+				why = "older than another unrecorded snapshot of the source; only the tick in flight at a crash is adopted"
+			case recorded && !c.at.After(lastAt):
+				why = fmt.Sprintf("named no later than %s, the newest snapshot this chain recorded for source %s", lastAt.Format(TimeLayout), s.Name)
+			case !recorded && c.at.Before(head.Time.Add(-otimeSlack)):
+				why = fmt.Sprintf("named before the chain head (block %d at %s)", head.Height, head.Time.Format(time.RFC3339Nano))
+			case c.info.OTime.Before(head.Time.Add(-otimeSlack)):
+				why = fmt.Sprintf("created %s, before the chain head (block %d at %s)", c.info.OTime.Format(time.RFC3339Nano), head.Height, head.Time.Format(time.RFC3339Nano))
+			}
+			if why != "" {
+				p.foreign = append(p.foreign, c.path)
+				r.reportForeign(c.path, why)
+				continue
+			}
 			a := chain.SnapshotPayload{
-				Source: s.Name, SourcePath: s.Path, Snapshot: path,
-				UUID: info.UUID, ParentUUID: info.ParentUUID,
-				Generation: info.Generation, OTime: info.OTime,
+				Source: s.Name, SourcePath: s.Path, Snapshot: c.path,
+				UUID: c.info.UUID, ParentUUID: c.info.ParentUUID,
+				Generation: c.info.Generation, OTime: c.info.OTime,
 			}
 			p.adopt = append(p.adopt, a)
 			p.events = append(p.events, chain.Event{Time: r.d.Now(), Kind: chain.KindSnapshotAdopted, Payload: a})
@@ -105,6 +153,74 @@ func (r *runner) planReconcile(ctx context.Context) (reconcilePlan, error) {
 	}
 	sort.Strings(p.foreign)
 	return p, nil
+}
+
+// foreignInDir adds the entries directly in the snapshot directory that
+// are not the directory of a configured source (nor the chain marker).
+func (r *runner) foreignInDir(p *reconcilePlan) error {
+	entries, err := os.ReadDir(r.cfg.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reconcile %s: %w", r.cfg.Dir, err)
+	}
+	configured := make(map[string]bool, len(r.srcs))
+	for _, s := range r.srcs {
+		configured[s.Name] = true
+	}
+	for _, e := range entries {
+		if e.Name() == MarkerName || configured[e.Name()] {
+			continue
+		}
+		path := filepath.Join(r.cfg.Dir, e.Name())
+		p.foreign = append(p.foreign, path)
+		r.reportForeign(path, "not the directory of a configured source")
+	}
+	return nil
+}
+
+// lastRecordedPage is how many snapshot blocks lastRecorded reads at a time.
+const lastRecordedPage = 256
+
+// lastRecorded returns, per configured source, the name time of the newest
+// snapshot the chain recorded as created or adopted (whether or not it has
+// since been deleted). It reads the chain newest first and stops once every
+// source is found.
+func (r *runner) lastRecorded(ctx context.Context) (map[string]time.Time, error) {
+	out := make(map[string]time.Time, len(r.srcs))
+	want := make(map[string]bool, len(r.srcs))
+	for _, s := range r.srcs {
+		want[s.Name] = true
+	}
+	to := uint64(0) // 0: up to the head
+	for len(out) < len(want) {
+		bs, err := r.d.Chain.Blocks(ctx, chain.Query{To: to, Limit: lastRecordedPage, Newest: true,
+			Kinds: []chain.Kind{chain.KindSnapshotCreated, chain.KindSnapshotAdopted}})
+		if err != nil {
+			return nil, err
+		}
+		for i := len(bs) - 1; i >= 0; i-- {
+			p, err := bs[i].Snapshot()
+			if err != nil {
+				return nil, err
+			}
+			if _, done := out[p.Source]; done || !want[p.Source] {
+				continue
+			}
+			if at, err := ParseName(filepath.Base(p.Snapshot)); err == nil {
+				out[p.Source] = at
+			}
+		}
+		if len(bs) < lastRecordedPage || bs[0].Height == 0 {
+			break
+		}
+		to = bs[0].Height - 1
+		if to == 0 {
+			break // To 0 would mean the head again; height 0 is genesis
+		}
+	}
+	return out, nil
 }
 
 // gone says why a recorded snapshot is no longer the one on disk, or ""
@@ -124,8 +240,8 @@ func (r *runner) gone(l chain.LiveSnapshot) (string, error) {
 	return "", nil
 }
 
-// ours says why the entry at path is not a snapshot this program made of
-// source s, or "" with its info when it is.
+// ours says why the entry at path cannot be a snapshot this program made
+// of source s, or "" with its info when it may be.
 func (r *runner) ours(s sourceState, path, name string) (btrfs.Info, string, error) {
 	if _, err := ParseName(name); err != nil {
 		return btrfs.Info{}, "name is not a snapshot time", nil
@@ -152,11 +268,12 @@ func (r *runner) ours(s sourceState, path, name string) (btrfs.Info, string, err
 
 // reconcile records the plan in one transaction.
 func (r *runner) reconcile(ctx context.Context) (ReconcileResult, error) {
+	res := ReconcileResult{Adopted: []chain.Block{}, Vanished: []chain.Block{}, Foreign: []string{}}
 	p, err := r.planReconcile(ctx)
 	if err != nil {
-		return ReconcileResult{}, err
+		return res, err
 	}
-	res := ReconcileResult{Foreign: p.foreign}
+	res.Foreign = p.foreign
 	blocks, err := r.d.Chain.Append(ctx, p.events...)
 	if err != nil {
 		return res, fmt.Errorf("reconcile: %w", err)

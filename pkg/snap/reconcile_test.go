@@ -26,47 +26,64 @@ func payload(t *testing.T, b chain.Block) chain.SnapshotPayload {
 
 // Crash state 1: the snapshot was taken, the process died before the block
 // was appended. The next start adopts it with its real identity, and
-// retention deletes it when it is old enough.
+// retention deletes it when it is old enough. A hand-made snapshot of the
+// source under an older name is not ours: left alone, reported.
 func TestReconcileAdoptsUnrecordedSnapshot(t *testing.T) {
 	e := newFSEnv(t)
 	e.cfg.Policy.Keep = time.Minute
-	srcDir := SourceDir(e.dir, "src")
-	if err := os.MkdirAll(srcDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	old := SnapshotPath(e.dir, "src", now0.Add(-time.Hour)) // retention deletes it
-	young := SnapshotPath(e.dir, "src", now0.Add(-time.Second))
-	for _, p := range []string{old, young} {
-		if err := e.fs.Snapshot(e.src, p, true); err != nil {
-			t.Fatal(err)
-		}
-	}
-	youngInfo, err := e.fs.Info(young)
+	e.once(t, now0)
+	// The tick in flight at the kill: snapshot taken as tick() takes it,
+	// under the current tick's name, block never appended.
+	d, err := e.deps().withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
+	r, err := newRunner(d, e.cfg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFlight, err := r.snapshot(r.srcs[0], now0.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	handMade := SnapshotPath(e.dir, "src", now0.Add(-time.Hour))
+	if err := e.fs.Snapshot(e.src, handMade, true); err != nil {
+		t.Fatal(err)
+	}
 
-	rec, tick := e.once(t, now0)
-	if len(rec.Adopted) != 2 || len(rec.Vanished) != 0 || len(rec.Foreign) != 0 {
-		t.Fatalf("reconcile %+v, want two adopted", rec)
+	rec, tick := e.once(t, now0.Add(2*time.Second))
+	if len(rec.Adopted) != 1 || len(rec.Vanished) != 0 || !slices.Equal(rec.Foreign, []string{handMade}) {
+		t.Fatalf("reconcile %+v, want %s adopted and %s foreign", rec, inFlight.Snapshot, handMade)
 	}
-	a := payload(t, rec.Adopted[1])
-	if a.Snapshot != young || a.UUID != youngInfo.UUID || a.Generation != youngInfo.Generation || !a.OTime.Equal(youngInfo.OTime) || a.Source != "src" || a.SourcePath != e.src {
-		t.Errorf("adopted payload %+v, want the snapshot's real identity %+v", a, youngInfo)
+	a := payload(t, rec.Adopted[0])
+	if a.Snapshot != inFlight.Snapshot || a.UUID != inFlight.UUID || a.Generation != inFlight.Generation || !a.OTime.Equal(inFlight.OTime) || a.Source != "src" || a.SourcePath != e.src || a.ParentUUID != inFlight.ParentUUID {
+		t.Errorf("adopted payload %+v, want the snapshot's real identity %+v", a, inFlight)
 	}
-	if len(tick.Deleted) != 1 || payload(t, tick.Deleted[0]).Snapshot != old {
-		t.Errorf("tick deleted %v, want only %s", tick.Deleted, old)
+	if len(tick.Deleted) != 0 {
+		t.Errorf("tick deleted %v, want nothing (all young, the hand-made one not ours)", tick.Deleted)
 	}
-	if _, err := os.Lstat(young); err != nil {
-		t.Errorf("young adopted snapshot deleted: %v", err)
-	}
-	checkConsistent(t, e.store, e.fs, srcDir)
 
-	// A second start finds nothing more to do.
-	rec, _ = e.once(t, now0.Add(time.Second))
+	// An hour later retention deletes the adopted snapshot with the other
+	// old ones, and still not the hand-made one.
+	rec, tick = e.once(t, now0.Add(time.Hour))
 	if len(rec.Adopted)+len(rec.Vanished) != 0 {
 		t.Errorf("second start reconciled again: %+v", rec)
 	}
+	var deleted []string
+	for _, b := range tick.Deleted {
+		deleted = append(deleted, payload(t, b).Snapshot)
+	}
+	slices.Sort(deleted)
+	if want := []string{SnapshotPath(e.dir, "src", now0), inFlight.Snapshot, SnapshotPath(e.dir, "src", now0.Add(2*time.Second))}; !slices.Equal(deleted, want) {
+		t.Errorf("deleted %q, want %q", deleted, want)
+	}
+	if _, err := os.Lstat(handMade); err != nil {
+		t.Errorf("hand-made snapshot deleted: %v", err)
+	}
+	if err := e.fs.Delete(handMade); err != nil {
+		t.Fatal(err)
+	}
+	checkConsistent(t, e.store, e.fs, SourceDir(e.dir, "src"))
 }
 
 // Crash state 2: retention deleted the snapshot, the process died before
@@ -98,8 +115,8 @@ func TestReconcileRecordsVanishedSnapshot(t *testing.T) {
 }
 
 // A recorded snapshot replaced on disk by another one at the same path:
-// the recorded one vanished, the newcomer is adopted (it is ours by name,
-// parent and flags).
+// the recorded one vanished, the newcomer is foreign (its name is not
+// newer than what the chain recorded, so it is not the tick in flight).
 func TestReconcileReplacedSnapshot(t *testing.T) {
 	e := newFSEnv(t)
 	_, tick := e.once(t, now0)
@@ -111,16 +128,15 @@ func TestReconcileReplacedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec, _ := e.once(t, now0.Add(time.Second))
-	if len(rec.Vanished) != 1 || len(rec.Adopted) != 1 {
-		t.Fatalf("reconcile %+v, want one vanished and one adopted", rec)
+	if len(rec.Vanished) != 1 || len(rec.Adopted) != 0 || !slices.Equal(rec.Foreign, []string{p.Snapshot}) {
+		t.Fatalf("reconcile %+v, want one vanished and the replacement foreign", rec)
 	}
 	if v := payload(t, rec.Vanished[0]); !strings.Contains(v.Reason, "replaced") || v.UUID != p.UUID {
 		t.Errorf("vanished %+v", v)
 	}
-	if a := payload(t, rec.Adopted[0]); a.Snapshot != p.Snapshot || a.UUID == p.UUID {
-		t.Errorf("adopted %+v", a)
+	if _, err := os.Lstat(p.Snapshot); err != nil {
+		t.Errorf("replacement touched: %v", err)
 	}
-	checkConsistent(t, e.store, e.fs, SourceDir(e.dir, "src"))
 }
 
 // Anything in the snapshot directories that is not ours is left alone,
@@ -135,12 +151,16 @@ func TestForeignEntriesLeftAlone(t *testing.T) {
 	other := testenv.MkSubvol(t, filepath.Join(e.mnt, "other"))
 	oldName := func(i int) string { return SnapshotPath(e.dir, "src", now0.Add(-time.Duration(i)*time.Hour)) }
 	foreign := map[string]func(string) error{
-		filepath.Join(srcDir, "notes.txt"): func(p string) error { return os.WriteFile(p, []byte("x"), 0o644) },
-		filepath.Join(srcDir, "manual"):    func(p string) error { return e.fs.Snapshot(e.src, p, true) },  // not our name
-		oldName(1):                         func(p string) error { return e.fs.Snapshot(e.src, p, false) }, // writable
-		oldName(2):                         func(p string) error { return e.fs.Snapshot(other, p, true) },  // another parent
-		oldName(3):                         func(p string) error { return os.Mkdir(p, 0o755) },             // plain directory
-		oldName(4):                         func(p string) error { return e.fs.Create(p) },                 // empty subvolume
+		filepath.Join(srcDir, "notes.txt"):  func(p string) error { return os.WriteFile(p, []byte("x"), 0o644) },
+		filepath.Join(srcDir, "manual"):     func(p string) error { return e.fs.Snapshot(e.src, p, true) },  // not our name
+		oldName(1):                          func(p string) error { return e.fs.Snapshot(e.src, p, false) }, // writable
+		oldName(2):                          func(p string) error { return e.fs.Snapshot(other, p, true) },  // another parent
+		oldName(3):                          func(p string) error { return os.Mkdir(p, 0o755) },             // plain directory
+		oldName(4):                          func(p string) error { return e.fs.Create(p) },                 // empty subvolume
+		oldName(5):                          func(p string) error { return e.fs.Snapshot(e.src, p, true) },  // right parent and name, but not the tick in flight
+		oldName(6):                          func(p string) error { return e.fs.Snapshot(e.src, p, true) },  // same
+		filepath.Join(e.dir, "stray.txt"):   func(p string) error { return os.WriteFile(p, []byte("x"), 0o644) },
+		filepath.Join(e.dir, "gone-source"): func(p string) error { return os.Mkdir(p, 0o700) }, // an unconfigured source
 	}
 	var want []string
 	for p, mk := range foreign {

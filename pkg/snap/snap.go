@@ -7,7 +7,11 @@
 // It never prints, never reads flags, environment or configuration files,
 // and never exits the process: it takes a Config, returns Result structs and
 // errors, and logs through the injected *slog.Logger. Retention only ever
-// deletes snapshots the chain recorded; anything else is left alone.
+// deletes snapshots the chain recorded, after checking the record against
+// its block and the subvolume on disk, and never a source's newest one;
+// start-up reconciliation adopts at most the one unrecorded snapshot per
+// source a crash can leave; anything else is left alone and reported. A
+// snapshot directory belongs to one chain (MarkerName).
 package snap
 
 import (
@@ -53,6 +57,10 @@ type Deps struct {
 	Notifier Notifier         // nil: none
 	Logger   *slog.Logger     // nil: discard
 	Now      func() time.Time // nil: time.Now
+	// WatchdogInterval is the service manager's watchdog timeout (0: none).
+	// While the last tick was healthy, Run sends WATCHDOG=1 at least every
+	// half of it, also while it sleeps between ticks.
+	WatchdogInterval time.Duration
 }
 
 func (d Deps) withDefaults() (Deps, error) {
@@ -108,8 +116,11 @@ type Config struct {
 	Policy   Policy        `json:"policy"`
 }
 
-// MinInterval is the shortest interval Validate accepts.
-const MinInterval = 10 * time.Millisecond
+// MinInterval and MaxInterval bound the interval Validate accepts.
+const (
+	MinInterval = 10 * time.Millisecond
+	MaxInterval = time.Hour
+)
 
 // ErrInvalidConfig is wrapped by every error Validate and ParseSource return.
 var ErrInvalidConfig = errors.New("invalid config")

@@ -14,22 +14,27 @@ import (
 // Validate checks cfg against the machine without changing anything: every
 // source is a BTRFS subvolume with a unique name, the snapshot directory
 // exists (or its nearest existing parent is writable) on the same
-// filesystem as every source, the interval is at least MinInterval, keep is
-// positive. The first problem is returned as one line naming the bad value
-// and what is allowed; it wraps ErrInvalidConfig.
+// filesystem as every source and is not bound to another chain, the
+// interval is between MinInterval and MaxInterval, keep is positive, and
+// every tier has Every > 0 and For > Every. The first problem is returned
+// as one line naming the bad value and what is allowed; it wraps
+// ErrInvalidConfig.
 func Validate(ctx context.Context, fs Snapshotter, cfg Config) error {
 	if fs == nil {
 		fs = btrfs.New()
 	}
 	if cfg.Interval < MinInterval {
-		return invalid("interval %v: must be at least %v", cfg.Interval, MinInterval)
+		return invalid("interval %v: must be at least %v (and at most %v)", cfg.Interval, MinInterval, MaxInterval)
+	}
+	if cfg.Interval > MaxInterval {
+		return invalid("interval %v: must be at most %v", cfg.Interval, MaxInterval)
 	}
 	if cfg.Policy.Keep <= 0 {
 		return invalid("keep %v: must be greater than 0", cfg.Policy.Keep)
 	}
 	for i, t := range cfg.Policy.Tiers {
-		if t.Every <= 0 || t.For <= 0 {
-			return invalid("retention tier %d (every %v for %v): every and for must be greater than 0", i+1, t.Every, t.For)
+		if t.Every <= 0 || t.For <= t.Every {
+			return invalid("retention tier %d (every %v for %v): every must be greater than 0 and for greater than every", i+1, t.Every, t.For)
 		}
 	}
 	if len(cfg.Sources) == 0 {
