@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,11 +30,24 @@ its SHA-256 hash, so any change to a stored block breaks the chain where
 	return cmd
 }
 
+// dbAccess is what a command will do with the database.
+type dbAccess int
+
+const (
+	dbRead   dbAccess = iota // readers: the database must exist
+	dbWrite                  // writers of an existing database (snap prune)
+	dbCreate                 // writers that create it when missing (snap run)
+)
+
 // openChain opens the configured database. create is for writers (snap
-// run); readers fail when it does not exist. The directory is checked first
+// run); readers fail when it does not exist. The path is checked first
 // so a bad --db is a one-line configuration error that creates nothing.
 func (a *App) openChain(ctx context.Context, create bool) (*chain.Store, error) {
-	if err := a.checkDB(create); err != nil {
+	access := dbRead
+	if create {
+		access = dbCreate
+	}
+	if err := a.checkDB(access); err != nil {
 		return nil, err
 	}
 	st, err := chain.Open(ctx, a.conf.Config.DB, chain.Options{Create: create, Logger: a.log})
@@ -44,37 +58,61 @@ func (a *App) openChain(ctx context.Context, create bool) (*chain.Store, error) 
 }
 
 // checkDB reports a database path whose directory is missing, not a
-// directory or (for writers) not writable, as a configuration error.
-func (a *App) checkDB(create bool) error {
+// directory or (for writers) not writable, and a database file a writer
+// cannot open for writing, as a configuration error. Writers call it
+// before touching the filesystem: SQLite opens an unwritable file
+// read-only without complaint, and the first append would fail only after
+// a snapshot was taken.
+func (a *App) checkDB(access dbAccess) error {
 	path := a.conf.Config.DB
-	if err := checkDBPath(path, create); err != nil {
+	if err := checkDBPath(path, access); err != nil {
 		return &ConfigError{Problems: []Problem{{
 			Key: "db", Value: showValue(path), Origin: originOf(a.conf.Origins, "db"),
-			Want: "a file in an existing, writable directory: " + err.Error(),
+			Want: err.Error(),
 		}}}
 	}
 	return nil
 }
 
-func checkDBPath(path string, create bool) error {
+func checkDBPath(path string, access dbAccess) error {
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return fmt.Errorf("%s: %w", dir, err)
+		return fmt.Errorf("want a file in an existing directory: %s: %w", dir, pathErrno(err))
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%s: not a directory", dir)
+		return fmt.Errorf("want a file in an existing directory: %s: not a directory", dir)
 	}
-	if create {
-		if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
-			return fmt.Errorf("%s: %w", dir, err)
-		}
+	if access == dbRead {
+		return nil
 	}
-	return nil
+	// SQLite writes its WAL, shared-memory and lock files next to the
+	// database, so a writer needs the directory even when the file exists.
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("want a file in a writable directory: %s: %w", dir, err)
+	}
+	// Opening for writing is the only reliable probe: access(2) ignores
+	// the immutable attribute and, as root, permission bits. This runs
+	// before the process opens the database itself: closing any descriptor
+	// of a file drops the process's POSIX locks on it, SQLite's included.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // snap run creates it; other writers report it missing
+	case err != nil:
+		return fmt.Errorf("not writable: %w", pathErrno(err))
+	}
+	return f.Close()
+}
+
+// pathErrno drops the operation and path from an *os.PathError: the
+// message names the path already.
+func pathErrno(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // withChain runs fn with the database open and closes it after, keeping a
@@ -121,6 +159,9 @@ func newChainShowCmd(a *App) *cobra.Command {
 			}
 			return a.withChain(cmd.Context(), func(st *chain.Store) error {
 				b, err := st.Get(cmd.Context(), h)
+				if errors.Is(err, chain.ErrNotFound) {
+					return notInChain(cmd.Context(), st, h, err)
+				}
 				if err != nil {
 					return err
 				}
@@ -128,6 +169,28 @@ func newChainShowCmd(a *App) *cobra.Command {
 			})
 		},
 	}
+}
+
+// heightError is a height the chain does not hold, with the range it
+// does, so the operator's next try can be right.
+type heightError struct {
+	height, head uint64
+	err          error // wraps chain.ErrNotFound
+}
+
+func (e *heightError) Error() string {
+	return fmt.Sprintf("height %d not in the chain (0..%d)", e.height, e.head)
+}
+
+func (e *heightError) Unwrap() error { return e.err }
+
+// notInChain turns Get's not-found error into one naming the valid range.
+func notInChain(ctx context.Context, st *chain.Store, h uint64, err error) error {
+	head, herr := st.Head(ctx)
+	if herr != nil {
+		return errors.Join(err, herr)
+	}
+	return &heightError{height: h, head: head.Height, err: err}
 }
 
 // printBlock renders one block: JSON as stored, text as labelled lines.

@@ -22,7 +22,7 @@ Keys (TOML shown; YAML and JSON use the same names):
   [snap]
   sources = ["root=/"]  # PATH or NAME=PATH, one per subvolume (--source)
   dir = "/.snapshots/ghostbridge"  # snapshot directory, same filesystem (--dir)
-  interval = "1s"     # Go duration, 10ms..1h (--interval)
+  interval = "1s"     # Go duration, `+intervalRange+` (--interval)
   keep = "1m"         # keep every snapshot younger than this, > 0 (--keep)
   tiers = [{ every = "1m", for = "1h" }]  # also keep one per EVERY for FOR
 

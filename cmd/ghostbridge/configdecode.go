@@ -77,7 +77,10 @@ func decodeConfig(get func(key string) any) (Config, []Problem) {
 	// problem, including range problems next to a typo.
 	tiers, tierProblems := decodeTiers(get("snap.tiers"))
 	ps = append(ps, tierProblems...)
-	cfg.Snap.Tiers = tiers
+	// Empty lists stay lists: `config show --format json` prints [] for
+	// them, never null.
+	cfg.Snap.Tiers = nonNil(tiers)
+	cfg.Snap.Sources = nonNil(cfg.Snap.Sources)
 	return cfg, ps
 }
 

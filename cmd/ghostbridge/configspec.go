@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/ghostbridge/ghostbridge/pkg/snap"
 )
 
 // Config is the typed, validated configuration of ghostbridge. Its JSON form
@@ -66,9 +68,11 @@ const (
 	defaultSnapDir  = "/.snapshots/ghostbridge"
 	defaultInterval = Duration(time.Second)
 	defaultKeep     = Duration(time.Minute)
-	minInterval     = 10 * time.Millisecond
-	maxInterval     = time.Hour
 )
+
+// intervalRange is the allowed snap.interval, as pkg/snap (which owns the
+// limits) enforces it, written for operators: "10ms..1h".
+var intervalRange = Duration(snap.MinInterval).String() + ".." + Duration(snap.MaxInterval).String()
 
 // defaultConfig returns the configuration used for keys no layer sets.
 func defaultConfig() Config {
@@ -92,7 +96,7 @@ var configKeys = []struct{ Key, Want string }{
 	{"log.format", "one of text, json"},
 	{"snap.sources", `a list of "PATH" or "NAME=PATH" (NAME of a-z A-Z 0-9 @ . _ -)`},
 	{"snap.dir", "an absolute directory path"},
-	{"snap.interval", `a Go duration from 10ms to 1h, e.g. "1s"`},
+	{"snap.interval", fmt.Sprintf(`a Go duration from %s to %s, e.g. "1s"`, Duration(snap.MinInterval), Duration(snap.MaxInterval))},
 	{"snap.keep", `a Go duration greater than 0, e.g. "1m"`},
 	{"snap.tiers", `a list of {every = DURATION, for = DURATION} with every > 0 and for > every`},
 }
@@ -159,9 +163,11 @@ func (e *ConfigError) Error() string {
 		return e.Summary
 	}
 	if len(e.Problems) == 0 {
-		return "invalid configuration"
+		return snap.ErrInvalidConfig.Error()
 	}
-	msg := "config: " + e.Problems[0].String()
+	// The same prefix as pkg/snap's configuration errors, so an operator
+	// sees one style whichever layer found the problem.
+	msg := snap.ErrInvalidConfig.Error() + ": " + e.Problems[0].String()
 	if n := len(e.Problems) - 1; n > 0 {
 		msg += fmt.Sprintf(" (and %d more; run 'ghostbridge config validate')", n)
 	}
@@ -221,7 +227,7 @@ func (c Config) Validate() error {
 		key := fmt.Sprintf("snap.sources[%d]", i)
 		name, err := sourceName(spec)
 		if err != nil {
-			ps = append(ps, Problem{Key: key, Value: showValue(spec), Want: wantFor(key) + ": " + err.Error()})
+			ps = append(ps, Problem{Key: key, Value: showValue(spec), Want: err.Error()})
 			continue
 		}
 		if prev, dup := names[name]; dup {
@@ -232,7 +238,7 @@ func (c Config) Validate() error {
 	if !filepath.IsAbs(c.Snap.Dir) {
 		bad("snap.dir", c.Snap.Dir)
 	}
-	if d := time.Duration(c.Snap.Interval); d < minInterval || d > maxInterval {
+	if d := time.Duration(c.Snap.Interval); d < snap.MinInterval || d > snap.MaxInterval {
 		bad("snap.interval", c.Snap.Interval)
 	}
 	if c.Snap.Keep <= 0 {

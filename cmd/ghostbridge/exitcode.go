@@ -24,8 +24,9 @@ const exitCodesHelp = `Exit codes:
        "snap run" already holds the database lock)
   2    usage or configuration error (unknown flag or command, bad argument
        such as a height not in the chain, invalid config key or value,
-       missing config file named by --config, database missing or in an
-       unusable directory, source that is not a subvolume)
+       missing config file named by --config, database missing, not
+       writable for "snap run" or "snap prune", or in an unusable
+       directory, source that is not a subvolume)
   3    a check failed (chain verify found a mismatch)
   130  interrupted by SIGINT or SIGTERM before the command finished
        ("snap run" and "chain log --follow" stop cleanly and exit 0)`

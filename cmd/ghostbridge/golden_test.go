@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,25 +99,28 @@ func TestGoldenChain(t *testing.T) {
 	cases := []struct {
 		name string
 		args []string
+		code int
 	}{
-		{"chain-log.txt", []string{"chain", "log"}},
-		{"chain-log.json", []string{"chain", "log", "--format", "json"}},
-		{"chain-log-kind.txt", []string{"chain", "log", "-n", "2", "--kind", "snapshot.created"}},
-		{"chain-head.txt", []string{"chain", "head"}},
-		{"chain-head.json", []string{"chain", "head", "--format", "json"}},
-		{"chain-show.txt", []string{"chain", "show", "3"}},
-		{"chain-verify.txt", []string{"chain", "verify"}},
-		{"chain-verify.json", []string{"chain", "verify", "--format", "json"}},
-		{"chain-verify-range.txt", []string{"chain", "verify", "--from", "2", "--to", "4"}},
-		{"snap-list.txt", []string{"snap", "list"}},
-		{"snap-list.json", []string{"snap", "list", "--format", "json"}},
+		{"chain-log.txt", []string{"chain", "log"}, exitOK},
+		{"chain-log.json", []string{"chain", "log", "--format", "json"}, exitOK},
+		{"chain-log-kind.txt", []string{"chain", "log", "-n", "2", "--kind", "snapshot.created"}, exitOK},
+		{"chain-head.txt", []string{"chain", "head"}, exitOK},
+		{"chain-head.json", []string{"chain", "head", "--format", "json"}, exitOK},
+		{"chain-show.txt", []string{"chain", "show", "3"}, exitOK},
+		{"chain-verify.txt", []string{"chain", "verify"}, exitOK},
+		{"chain-verify.json", []string{"chain", "verify", "--format", "json"}, exitOK},
+		{"chain-verify-range.txt", []string{"chain", "verify", "--from", "2", "--to", "4"}, exitOK},
+		{"snap-list.txt", []string{"snap", "list"}, exitOK},
+		{"snap-list.json", []string{"snap", "list", "--format", "json"}, exitOK},
+		{"chain-show-missing.txt", []string{"chain", "show", "999999"}, exitUsage},
+		{"chain-show-missing.json", []string{"chain", "show", "999999", "--format", "json"}, exitUsage},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			args := append([]string{"--db", db}, c.args...)
 			r := runCLI(t, nil, args...)
-			if r.code != exitOK {
-				t.Errorf("exit %d, want 0; stderr: %s", r.code, r.stderr)
+			if r.code != c.code {
+				t.Errorf("exit %d, want %d; stderr: %s", r.code, c.code, r.stderr)
 			}
 			checkGolden(t, c.name, args, r, s)
 		})
@@ -153,6 +160,7 @@ func TestGoldenMisc(t *testing.T) {
 		{"version.json", nil, []string{"version", "--format", "json"}, exitOK},
 		{"help-exit-codes.txt", nil, []string{"help", "exit-codes"}, exitOK},
 		{"config-show-defaults.txt", nil, []string{"config", "show"}, exitOK},
+		{"config-show-defaults.json", nil, []string{"config", "show", "--format", "json"}, exitOK},
 		{"config-show.txt", env, []string{"--config", good, "--db", "/srv/chain.db", "config", "show"}, exitOK},
 		{"config-show.json", env, []string{"--config", good, "--db", "/srv/chain.db", "config", "show", "--format", "json"}, exitOK},
 		{"config-validate-ok.txt", nil, []string{"config", "validate", good}, exitOK},
@@ -169,4 +177,74 @@ func TestGoldenMisc(t *testing.T) {
 			checkGolden(t, c.name, c.args, r, scrubber{})
 		})
 	}
+}
+
+// TestJSONGoldensHaveNoNull: no JSON document in a golden file (results on
+// stdout, errors on stderr) holds null, so scripts can iterate every list
+// without a check. Absent optional fields are omitted, not null.
+func TestJSONGoldensHaveNoNull(t *testing.T) {
+	paths, err := filepath.Glob(filepath.Join(repoRoot, "testdata", "golden", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) == 0 {
+		t.Fatal("no JSON golden files found")
+	}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, ok := strings.Cut(string(b), "\n--- stdout\n")
+		stdout, stderr, ok2 := strings.Cut(rest, "--- stderr\n")
+		if !ok || !ok2 {
+			t.Errorf("%s: no stdout and stderr sections", p)
+			continue
+		}
+		docs := 0
+		for _, stream := range []string{stdout, stderr} {
+			if !strings.HasPrefix(strings.TrimSpace(stream), "{") {
+				continue // text (a log line, a text-mode error)
+			}
+			dec := json.NewDecoder(strings.NewReader(stream))
+			for dec.More() {
+				var v any
+				if err := dec.Decode(&v); err != nil {
+					t.Errorf("%s: %v", p, err)
+					break
+				}
+				docs++
+				for _, path := range nullPaths(v, "") {
+					t.Errorf("%s: %s is null", filepath.Base(p), path)
+				}
+			}
+		}
+		if docs == 0 {
+			t.Errorf("%s: no JSON document", p)
+		}
+	}
+}
+
+// nullPaths lists where v (a decoded JSON value) holds null, as jq paths.
+func nullPaths(v any, path string) []string {
+	switch x := v.(type) {
+	case nil:
+		if path == "" {
+			path = "."
+		}
+		return []string{path}
+	case map[string]any:
+		var out []string
+		for k, e := range x {
+			out = append(out, nullPaths(e, path+"."+k)...)
+		}
+		return out
+	case []any:
+		var out []string
+		for i, e := range x {
+			out = append(out, nullPaths(e, fmt.Sprintf("%s[%d]", path, i))...)
+		}
+		return out
+	}
+	return nil
 }

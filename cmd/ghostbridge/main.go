@@ -16,6 +16,11 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// By default Go dies of SIGPIPE when a write to stdout finds the
+	// reader gone. Catching it turns that into an EPIPE write error, so
+	// "snap run | consumer" finishes its tick and exits when the consumer
+	// dies instead of being killed mid-tick.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	code := run(ctx, os.Args[1:], SystemIO(os.Getenv), os.Getenv)
 	stop()
 	os.Exit(code)

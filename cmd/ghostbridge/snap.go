@@ -32,7 +32,7 @@ func addSnapConfigFlags(cmd *cobra.Command, withInterval bool) {
 	f.StringArray("source", nil, "source subvolume `PATH` or NAME=PATH (repeatable; replaces snap.sources)")
 	f.String("dir", "", "snapshot `DIR`ectory on the sources' filesystem (overrides snap.dir)")
 	if withInterval {
-		f.Duration("interval", 0, "time between snapshots, 10ms..1h (overrides snap.interval)")
+		f.Duration("interval", 0, "time between snapshots, "+intervalRange+" (overrides snap.interval)")
 	}
 	f.Duration("keep", 0, "keep every snapshot younger than this (overrides snap.keep)")
 	_ = cmd.MarkFlagDirname("dir")
@@ -75,7 +75,7 @@ func snapConfig(c Config) (snap.Config, error) {
 		Policy:   snap.Policy{Keep: time.Duration(c.Snap.Keep)},
 	}
 	for _, spec := range c.Snap.Sources {
-		s, err := snap.ParseSource(spec)
+		s, err := parseSource(spec)
 		if err != nil {
 			return sc, err
 		}
@@ -87,13 +87,49 @@ func snapConfig(c Config) (snap.Config, error) {
 	return sc, nil
 }
 
-// sourceName is the name a source spec gets, for config validation.
-func sourceName(spec string) (string, error) {
-	s, err := snap.ParseSource(spec)
-	if err != nil {
-		return "", errors.New(strings.TrimPrefix(err.Error(), snap.ErrInvalidConfig.Error()+": "))
+// sourceWant is what a source spec may be, for config errors.
+const sourceWant = `want "PATH" or "NAME=PATH"; NAME (by default the path's last element, "root" for "/") of letters, digits, @ . _ -`
+
+// parseSource is snap.ParseSource, refusing a name part that holds "=":
+// ParseSource splits at the first "=", so "a=b=/x" would become source
+// "a" with the relative path "b=/x".
+func parseSource(spec string) (snap.Source, error) {
+	if prefix, _, _ := strings.Cut(spec, "/"); strings.Count(prefix, "=") > 1 {
+		name := prefix[:strings.LastIndexByte(prefix, '=')]
+		return snap.Source{}, &sourceNameError{spec: spec, name: name}
 	}
-	return s.Name, nil
+	return snap.ParseSource(spec)
+}
+
+// sourceNameError is a source spec whose name part holds "=".
+type sourceNameError struct{ spec, name string }
+
+func (e *sourceNameError) Error() string {
+	return fmt.Sprintf("%s: source %q: %s", snap.ErrInvalidConfig, e.spec, e.detail())
+}
+
+func (e *sourceNameError) detail() string {
+	return fmt.Sprintf("name %q contains \"=\"; %s", e.name, sourceWant)
+}
+
+func (e *sourceNameError) Unwrap() error { return snap.ErrInvalidConfig }
+
+// sourceName is the name a source spec gets, for config validation. Its
+// error is what is wrong with the spec, without repeating the spec, which
+// the problem shows as its value.
+func sourceName(spec string) (string, error) {
+	s, err := parseSource(spec)
+	var ne *sourceNameError
+	switch {
+	case err == nil:
+		return s.Name, nil
+	case errors.As(err, &ne):
+		return "", errors.New(ne.detail())
+	case errors.Is(err, snap.ErrInvalidConfig):
+		return "", errors.New(sourceWant)
+	default:
+		return "", err
+	}
 }
 
 func runSnapRun(ctx context.Context, a *App, once bool) (err error) {
@@ -101,9 +137,10 @@ func runSnapRun(ctx context.Context, a *App, once bool) (err error) {
 	if err != nil {
 		return err
 	}
-	// Check the database path and the machine before the database is
-	// created, so a bad source, directory or path leaves nothing behind.
-	if err := a.checkDB(true); err != nil {
+	// Check the database and the machine before the database is created,
+	// so a bad source, directory, path or an unwritable database leaves
+	// nothing behind.
+	if err := a.checkDB(dbCreate); err != nil {
 		return err
 	}
 	fs := btrfs.New()
@@ -119,26 +156,39 @@ func runSnapRun(ctx context.Context, a *App, once bool) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, st.Close()) }()
-	d := snap.Deps{Chain: st, FS: fs, Notifier: notifier, Logger: a.log, Now: a.Now}
-	var werr error // first stdout write error; stdout gone means stop
+	d := a.runDeps(st, fs, notifier)
+
+	// Results on stdout are the point of a pipeline; once stdout is gone
+	// (the reader died) there is no one to report to, so the loop stops as
+	// it does on SIGTERM: the tick in hand finishes and the chain stays
+	// sound. The write error is the command's error (exit 1).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var werr error
+	write := func(f func() error) {
+		if werr != nil {
+			return
+		}
+		if err := f(); err != nil {
+			werr = fmt.Errorf("stdout: %w", err)
+			cancel()
+		}
+	}
 	opts := snap.RunOptions{
 		Once: once,
 		// pkg/snap logs ticks and reconciliation itself; these only print
 		// results.
 		OnReconcile: func(r snap.ReconcileResult) {
-			if a.format == FormatJSON && werr == nil {
-				werr = writeJSONLine(a.IO.Out, "reconcile", r)
+			if a.format == FormatJSON {
+				write(func() error { return writeJSONLine(a.IO.Out, "reconcile", reconcileView(r)) })
 			}
 		},
 		OnTick: func(t snap.TickResult) {
-			if werr != nil {
-				return
-			}
 			switch {
 			case a.format == FormatJSON:
-				werr = writeJSONLine(a.IO.Out, "tick", tickView{TickResult: t, Errors: errorLines(t.Err)})
+				write(func() error { return writeJSONLine(a.IO.Out, "tick", newTickView(t)) })
 			case once:
-				werr = writeTickText(a.IO.Out, t)
+				write(func() error { return writeTickText(a.IO.Out, t) })
 			}
 		},
 	}
@@ -146,16 +196,48 @@ func runSnapRun(ctx context.Context, a *App, once bool) (err error) {
 	return errors.Join(err, werr)
 }
 
+// runDeps wires the loop to the real systems. The watchdog timeout systemd
+// set goes to pkg/snap, which keeps pinging while it sleeps between ticks
+// longer than the timeout.
+func (a *App) runDeps(st *chain.Store, fs snap.Snapshotter, n *systemd.Notifier) snap.Deps {
+	return snap.Deps{Chain: st, FS: fs, Notifier: n, Logger: a.log, Now: a.Now, WatchdogInterval: n.WatchdogInterval()}
+}
+
 // tickView is a tick as printed in JSON: the result plus its non-fatal
-// errors, which TickResult keeps out of its own encoding.
+// errors, which TickResult keeps out of its own encoding. Every list is
+// present, empty rather than null, so scripts can iterate without checks.
 type tickView struct {
 	snap.TickResult
-	Errors []string `json:"errors,omitempty"`
+	Vanished []chain.Block `json:"vanished"`
+	Errors   []string      `json:"errors"`
+}
+
+func newTickView(t snap.TickResult) tickView {
+	t.Created = nonNil(t.Created)
+	t.Deleted = nonNil(t.Deleted)
+	return tickView{TickResult: t, Vanished: nonNil(t.Vanished), Errors: errorLines(t.Err)}
+}
+
+// reconcileView is snap.ReconcileResult with every list present.
+func reconcileView(r snap.ReconcileResult) snap.ReconcileResult {
+	r.Adopted = nonNil(r.Adopted)
+	r.Vanished = nonNil(r.Vanished)
+	r.Foreign = nonNil(r.Foreign)
+	return r
+}
+
+// nonNil returns s, or an empty slice for nil: JSON lists we print are
+// [] when empty, never null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func errorLines(err error) []string {
 	if err == nil {
-		return nil
+		return []string{}
 	}
 	return strings.Split(err.Error(), "\n")
 }

@@ -25,6 +25,9 @@ func jsonLines(t *testing.T, stdout string) []map[string]any {
 		if m["schema"] != float64(1) {
 			t.Errorf("line %q: schema is %v, want 1", line, m["schema"])
 		}
+		for _, p := range nullPaths(m, "") {
+			t.Errorf("line %q: %s is null", line, p)
+		}
 		out = append(out, m)
 	}
 	return out
@@ -97,6 +100,13 @@ func TestSnapRunOnceBTRFS(t *testing.T) {
 	r = run("snap", "prune", "--dry-run", "--keep", "1ns", "--source", "data="+src, "--dir", snaps, "--format", "json")
 	if r.code != exitOK || !strings.Contains(r.stdout, `"dry_run": true`) {
 		t.Fatalf("snap prune --dry-run: exit %d, stdout %s, stderr %s", r.code, r.stdout, r.stderr)
+	}
+	var prune map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &prune); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range nullPaths(prune, "") {
+		t.Errorf("snap prune --dry-run --format json: %s is null: %s", p, r.stdout)
 	}
 	for _, s := range list.Snapshots {
 		if _, err := os.Stat(s.Snapshot); err != nil {

@@ -73,6 +73,15 @@ func runSnapPrune(ctx context.Context, a *App, dryRun bool) (err error) {
 	if err != nil {
 		return err
 	}
+	// A real prune writes: an unwritable database must stop it before it
+	// deletes any snapshot it then could not record.
+	access := dbWrite
+	if dryRun {
+		access = dbRead
+	}
+	if err := a.checkDB(access); err != nil {
+		return err
+	}
 	fs := btrfs.New()
 	if err := snap.Validate(ctx, fs, cfg); err != nil {
 		return err
@@ -83,17 +92,20 @@ func runSnapPrune(ctx context.Context, a *App, dryRun bool) (err error) {
 	}
 	defer func() { err = errors.Join(err, st.Close()) }()
 	res, err := snap.Prune(ctx, snap.Deps{Chain: st, FS: fs, Logger: a.log, Now: a.Now}, cfg, dryRun)
-	if res.Deleted == nil {
-		res.Deleted = []chain.LiveSnapshot{}
+	if err != nil {
+		// A partial result next to an error would read as a verdict;
+		// what was deleted before the failure is in the chain and the log.
+		return err
 	}
-	if perr := a.printPrune(res); perr != nil {
-		return errors.Join(err, perr)
-	}
-	return err
+	return a.printPrune(res)
 }
 
 func (a *App) printPrune(res snap.PruneResult) error {
 	if a.format == FormatJSON {
+		res.Deleted = nonNil(res.Deleted)
+		res.Adopted = nonNil(res.Adopted)
+		res.Vanished = nonNil(res.Vanished)
+		res.Foreign = nonNil(res.Foreign)
 		return writeJSON(a.IO.Out, res)
 	}
 	var b strings.Builder
