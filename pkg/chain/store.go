@@ -54,6 +54,11 @@ type Store struct {
 	// Statements a 1 Hz loop runs every tick, prepared once: parsing SQL
 	// costs more CPU than running these statements.
 	head, insertBlock, insertLive, deleteLive, live *sql.Stmt
+	readTree, insertTree                            *sql.Stmt
+	// noTree makes Append skip the Merkle tree. Only benchmarks set it, to
+	// measure what the tree adds to an append; a store written this way
+	// does not verify.
+	noTree bool
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -66,6 +71,8 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.insertLive, `INSERT OR REPLACE INTO live (snapshot, height, time_ns, source, payload) VALUES (?, ?, ?, ?, ?)`},
 		{&s.deleteLive, `DELETE FROM live WHERE snapshot = ?`},
 		{&s.live, `SELECT height, time_ns, payload FROM live ORDER BY time_ns, snapshot`},
+		{&s.readTree, `SELECT hash FROM tree WHERE id = ?`},
+		{&s.insertTree, `INSERT INTO tree (id, hash) VALUES (?, ?)`},
 	} {
 		stmt, err := s.db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -171,12 +178,20 @@ func (s *Store) Path() string { return s.path }
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-const schemaVersion = 1
+const schemaVersion = 2
+
+// A migration takes the schema from one version to the next: sql first,
+// then fill, when set, derives the new tables' contents from the blocks in
+// the same transaction, so a crash leaves the old version intact.
+type migration struct {
+	sql  string
+	fill func(ctx context.Context, s *Store, tx *sql.Tx) error
+}
 
 // migrations[i] takes the schema from version i to i+1. Later versions add
-// tables (Merkle tree, checkpoints, sync cursors); blocks never change.
-var migrations = []string{
-	`CREATE TABLE meta (
+// tables (sync cursors, ...); blocks never change.
+var migrations = []migration{
+	{sql: `CREATE TABLE meta (
 		key   TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	) STRICT;
@@ -195,7 +210,23 @@ var migrations = []string{
 		time_ns  INTEGER NOT NULL,
 		source   TEXT NOT NULL,
 		payload  TEXT NOT NULL
-	) STRICT;`,
+	) STRICT;`},
+	// Version 2: the RFC 6962 Merkle tree over the block records and the
+	// signed checkpoints of it (see tree.go and checkpoint.go).
+	{sql: `CREATE TABLE tree (
+		id   INTEGER PRIMARY KEY CHECK (id >= 0),
+		hash BLOB NOT NULL
+	) STRICT;
+	CREATE TABLE checkpoints (
+		id       INTEGER PRIMARY KEY,
+		time_ns  INTEGER NOT NULL,
+		origin   TEXT NOT NULL,
+		size     INTEGER NOT NULL CHECK (size >= 0),
+		root     BLOB NOT NULL,
+		key_name TEXT NOT NULL,
+		key_id   TEXT NOT NULL,
+		note     TEXT NOT NULL
+	) STRICT;`, fill: buildTree},
 }
 
 func (s *Store) migrate(ctx context.Context, created bool) error {
@@ -203,24 +234,10 @@ func (s *Store) migrate(ctx context.Context, created bool) error {
 	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("chain database %s: %w: %v", s.path, ErrNotChain, err)
 	}
-	if version > schemaVersion {
-		return fmt.Errorf("chain database %s: %w: schema version %d is newer than this ghostbridge supports (%d)", s.path, ErrNotChain, version, schemaVersion)
-	}
-	if version == 0 && !created {
-		var n int
-		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
-			return fmt.Errorf("chain database %s: %w: %v", s.path, ErrNotChain, err)
-		}
-		if n > 0 {
-			return fmt.Errorf("chain database %s: %w: it holds tables of something else", s.path, ErrNotChain)
-		}
+	if err := s.checkVersion(ctx, version, created); err != nil {
+		return err
 	}
 	if version == schemaVersion {
-		var format string
-		err := s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'format'").Scan(&format)
-		if err != nil || format != Format {
-			return fmt.Errorf("chain database %s: %w: meta format is %q", s.path, ErrNotChain, format)
-		}
 		return nil
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -228,9 +245,23 @@ func (s *Store) migrate(ctx context.Context, created bool) error {
 		return fmt.Errorf("chain database %s: migrate: %w", s.path, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	// Another process may have migrated while this one waited for the
+	// write lock: decide again inside the transaction.
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("chain database %s: %w: %v", s.path, ErrNotChain, err)
+	}
+	if version == schemaVersion {
+		return nil
+	}
 	for v := version; v < schemaVersion; v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+		m := migrations[v]
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return fmt.Errorf("chain database %s: migrate to version %d: %w", s.path, v+1, err)
+		}
+		if m.fill != nil {
+			if err := m.fill(ctx, s, tx); err != nil {
+				return fmt.Errorf("chain database %s: migrate to version %d: %w", s.path, v+1, err)
+			}
 		}
 		s.log.Debug("chain schema migrated", "db", s.path, "version", v+1)
 	}
@@ -243,6 +274,31 @@ func (s *Store) migrate(ctx context.Context, created bool) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// checkVersion refuses files this version cannot own: newer schemas,
+// foreign tables, and a meta table that names another format.
+func (s *Store) checkVersion(ctx context.Context, version int, created bool) error {
+	if version > schemaVersion {
+		return fmt.Errorf("chain database %s: %w: schema version %d is newer than this ghostbridge supports (%d)", s.path, ErrNotChain, version, schemaVersion)
+	}
+	if version == 0 && !created {
+		var n int
+		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+			return fmt.Errorf("chain database %s: %w: %v", s.path, ErrNotChain, err)
+		}
+		if n > 0 {
+			return fmt.Errorf("chain database %s: %w: it holds tables of something else", s.path, ErrNotChain)
+		}
+	}
+	if version > 0 {
+		var format string
+		err := s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'format'").Scan(&format)
+		if err != nil || format != Format {
+			return fmt.Errorf("chain database %s: %w: meta format is %q", s.path, ErrNotChain, format)
+		}
+	}
+	return nil
 }
 
 // ensureGenesis writes block 0 into a chain that has none: a new database,
@@ -285,7 +341,8 @@ type Event struct {
 // Append records events as consecutive blocks in one transaction and
 // returns them. A block's time never goes before its predecessor's: a wall
 // clock stepped back is clamped to the head's time, so the chain's timeline
-// stays monotonic.
+// stays monotonic. The Merkle tree hashes of the new blocks are written in
+// the same transaction, so the tree always covers exactly the blocks.
 func (s *Store) Append(ctx context.Context, events ...Event) ([]Block, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -311,6 +368,10 @@ func (s *Store) Append(ctx context.Context, events ...Event) ([]Block, error) {
 
 func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, head *Block, events ...Event) ([]Block, error) {
 	ins := tx.StmtContext(ctx, s.insertBlock)
+	var tw *treeWriter
+	if !s.noTree {
+		tw = s.newTreeWriter(ctx, tx)
+	}
 	blocks := make([]Block, 0, len(events))
 	var rec []byte
 	for _, ev := range events {
@@ -338,6 +399,11 @@ func (s *Store) appendTx(ctx context.Context, tx *sql.Tx, head *Block, events ..
 		b.Hash = sha256.Sum256(rec)
 		if _, err := ins.ExecContext(ctx, int64(b.Height), b.Time.UnixNano(), string(b.Kind), string(b.Payload), b.Prev[:], b.Hash[:]); err != nil {
 			return nil, fmt.Errorf("append block %d: %w", b.Height, err)
+		}
+		if tw != nil {
+			if err := tw.add(b.Height, rec); err != nil {
+				return nil, fmt.Errorf("append block %d: %w", b.Height, err)
+			}
 		}
 		if err := s.updateLive(ctx, tx, &b); err != nil {
 			return nil, err

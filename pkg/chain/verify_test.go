@@ -66,7 +66,7 @@ func TestVerifyCatchesTampering(t *testing.T) {
 			sqlite3(t, s.Path(), `UPDATE blocks SET height = 1000000 WHERE height = 30`,
 				`UPDATE blocks SET height = 30 WHERE height = 31`,
 				`UPDATE blocks SET height = 31 WHERE height = 1000000`)
-		}, 30, ReasonHashMismatch},
+		}, 30, ReasonReordered},
 		{"hash changed", func(t *testing.T, s *Store) {
 			sqlite3(t, s.Path(), `UPDATE blocks SET hash = zeroblob(32) WHERE height = 9`)
 		}, 9, ReasonHashMismatch},

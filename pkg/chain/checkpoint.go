@@ -1,0 +1,470 @@
+package chain
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A checkpoint is a signed statement of the tree head, in the C2SP
+// tlog-checkpoint form: a note (golang.org/x/mod/sumdb/note) whose text is
+//
+//	<origin>
+//	<tree size, decimal>
+//	<root hash, base64>
+//
+// followed by a blank line and signature lines. Stored in the database and
+// written to a file kept elsewhere, it lets verification notice a database
+// that was rewritten or replaced by an older copy.
+
+// Checkpoint errors callers tell apart.
+var (
+	// ErrNoCheckpoint: no checkpoint has been signed yet, or none covers
+	// the height asked for.
+	ErrNoCheckpoint = errors.New("no checkpoint")
+	// ErrBadCheckpoint: text that is not a checkpoint.
+	ErrBadCheckpoint = errors.New("not a checkpoint")
+)
+
+// DefaultCheckpointBlocks is how many blocks `snap run` appends between two
+// checkpoints by default.
+const DefaultCheckpointBlocks = 60
+
+// DefaultOrigin is a chain's checkpoint origin unless configured otherwise.
+func DefaultOrigin(chainID string) string { return "ghostbridge/" + chainID }
+
+// Checkpoint is a signed tree head.
+type Checkpoint struct {
+	Origin string `json:"origin"`
+	Size   uint64 `json:"size"`
+	Root   Hash   `json:"root"`
+	// KeyName and KeyID (8 hex digits) name the key that signed it.
+	KeyName string `json:"key_name,omitempty"`
+	KeyID   string `json:"key_id,omitempty"`
+	// Time is when it was signed, as recorded in the database; it is not
+	// part of the signed text.
+	Time time.Time `json:"time,omitzero"`
+	// Note is the signed note, byte for byte as in the checkpoint file.
+	Note string `json:"note,omitempty"`
+}
+
+// FormatCheckpoint returns the checkpoint text (the part that is signed).
+func FormatCheckpoint(origin string, size uint64, root Hash) []byte {
+	b := make([]byte, 0, len(origin)+70)
+	b = append(b, origin...)
+	b = append(b, '\n')
+	b = strconv.AppendUint(b, size, 10)
+	b = append(b, '\n')
+	b = base64.StdEncoding.AppendEncode(b, root[:])
+	return append(b, '\n')
+}
+
+var strictBase64 = base64.StdEncoding.Strict()
+
+// ParseCheckpoint parses checkpoint text (without signatures). Lines after
+// the third are extension lines, which C2SP allows and this ignores; they
+// must not be empty.
+func ParseCheckpoint(text []byte) (Checkpoint, error) {
+	var c Checkpoint
+	if len(text) == 0 || text[len(text)-1] != '\n' {
+		return c, fmt.Errorf("%w: text must end in a newline", ErrBadCheckpoint)
+	}
+	lines := strings.Split(string(text[:len(text)-1]), "\n")
+	if len(lines) < 3 {
+		return c, fmt.Errorf("%w: want origin, size and root hash lines, have %d lines", ErrBadCheckpoint, len(lines))
+	}
+	if err := checkOrigin(lines[0]); err != nil {
+		return c, fmt.Errorf("%w: origin: %v", ErrBadCheckpoint, err)
+	}
+	size, err := parseCanonicalUint([]byte(lines[1]))
+	if err != nil || size > math.MaxInt64 {
+		return c, fmt.Errorf("%w: tree size %q is not a decimal number", ErrBadCheckpoint, lines[1])
+	}
+	root, err := strictBase64.DecodeString(lines[2])
+	if err != nil || len(root) != len(c.Root) {
+		return c, fmt.Errorf("%w: root hash %q is not %d bytes in base64", ErrBadCheckpoint, lines[2], len(c.Root))
+	}
+	for i, l := range lines[3:] {
+		if l == "" || !utf8.ValidString(l) {
+			return c, fmt.Errorf("%w: extension line %d is empty or not UTF-8", ErrBadCheckpoint, i+1)
+		}
+	}
+	c.Origin, c.Size = lines[0], size
+	copy(c.Root[:], root)
+	return c, nil
+}
+
+// checkOrigin applies C2SP's rules for an origin line: non-empty UTF-8
+// without control characters; and note's rule for names (no spaces, no
+// '+'), so an origin can also name a key.
+func checkOrigin(origin string) error {
+	switch {
+	case origin == "":
+		return errors.New("empty")
+	case !utf8.ValidString(origin):
+		return errors.New("not UTF-8")
+	case strings.IndexFunc(origin, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return errors.New("contains a space or control character")
+	case strings.Contains(origin, "+"):
+		return errors.New("contains '+'")
+	}
+	return nil
+}
+
+// OpenCheckpoint checks a signed checkpoint: it must be signed by v's key
+// and, unless origin is empty, name origin. Its error is a *MismatchError
+// (wrapping ErrMismatch) with one of the Reason values for checkpoints.
+func OpenCheckpoint(msg []byte, v note.Verifier, origin string) (Checkpoint, error) {
+	c, f := openCheckpoint(msg, v, origin)
+	if f != nil {
+		return c, &MismatchError{Failure: *f}
+	}
+	return c, nil
+}
+
+func openCheckpoint(msg []byte, v note.Verifier, origin string) (Checkpoint, *Failure) {
+	var c Checkpoint
+	bad := func(reason Reason, format string, args ...any) (Checkpoint, *Failure) {
+		return c, &Failure{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+	}
+	if v == nil {
+		return bad(ReasonCheckpointKey, "no verifier key to check the checkpoint with")
+	}
+	if err := canonicalSignatures(msg); err != nil {
+		return bad(ReasonCheckpointMalformed, "%v", err)
+	}
+	n, err := note.Open(msg, note.VerifierList(v))
+	var (
+		invalid    *note.InvalidSignatureError
+		unverified *note.UnverifiedNoteError
+	)
+	switch {
+	case errors.As(err, &invalid):
+		return bad(ReasonCheckpointSignature, "the signature by key %s+%08x does not verify: the checkpoint was changed after it was signed", invalid.Name, invalid.Hash)
+	case errors.As(err, &unverified):
+		var by []string
+		for _, s := range unverified.Note.UnverifiedSigs {
+			by = append(by, fmt.Sprintf("%s+%08x", s.Name, s.Hash))
+		}
+		return bad(ReasonCheckpointKey, "signed by %s, not by the trusted key %s+%08x", strings.Join(by, ", "), v.Name(), v.KeyHash())
+	case err != nil:
+		return bad(ReasonCheckpointMalformed, "not a signed note: %v", err)
+	}
+	c, err = ParseCheckpoint([]byte(n.Text))
+	if err != nil {
+		return bad(ReasonCheckpointMalformed, "%v", err)
+	}
+	c.KeyName, c.KeyID, c.Note = n.Sigs[0].Name, fmt.Sprintf("%08x", n.Sigs[0].Hash), string(msg)
+	if origin != "" && c.Origin != origin {
+		return c, &Failure{Reason: ReasonCheckpointOrigin, Detail: fmt.Sprintf("the checkpoint is for origin %q, this chain's is %q", c.Origin, origin)}
+	}
+	return c, nil
+}
+
+// canonicalSignatures rejects signature lines whose base64 is not in
+// canonical form. note.Open decodes leniently, so without this two
+// different byte strings (differing in the unused low bits of the last
+// base64 digit) would carry the same valid signature, and a changed byte
+// in a proof bundle would go unnoticed.
+func canonicalSignatures(msg []byte) error {
+	i := bytes.LastIndex(msg, []byte("\n\n"))
+	if i < 0 {
+		return errors.New("no blank line before the signatures")
+	}
+	for _, line := range strings.SplitAfter(string(msg[i+2:]), "\n") {
+		if line == "" {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		b64 := strings.TrimSuffix(line[sp+1:], "\n")
+		raw, err := strictBase64.DecodeString(b64)
+		if err != nil || base64.StdEncoding.EncodeToString(raw) != b64 {
+			return errors.New("a signature is not canonical base64")
+		}
+	}
+	return nil
+}
+
+// noteText returns the signed text of a note: everything up to and
+// including the newline before the blank line that starts the signatures.
+func noteText(msg []byte) []byte {
+	i := bytes.LastIndex(msg, []byte("\n\n"))
+	if i < 0 {
+		return msg
+	}
+	return msg[:i+1]
+}
+
+// Origin returns the chain's default checkpoint origin.
+func (s *Store) Origin(ctx context.Context) (string, error) {
+	id, err := s.ChainID(ctx)
+	if err != nil {
+		return "", err
+	}
+	return DefaultOrigin(id), nil
+}
+
+// SignOptions say how SignCheckpoint signs.
+type SignOptions struct {
+	Signer note.Signer
+	// Origin names the log in the checkpoint; empty means
+	// DefaultOrigin(chain ID).
+	Origin string
+	// File, when set, also receives the new checkpoint, as
+	// WriteCheckpointFile writes it.
+	File string
+	// Now stamps the stored checkpoint; nil means time.Now.
+	Now func() time.Time
+}
+
+// SignCheckpoint signs the current tree head, stores the checkpoint and,
+// with opts.File, writes it to that file. When the file already holds a
+// checkpoint this chain does not extend (another origin, a larger tree, or
+// a different root at its size: the database was rolled back or
+// rewritten), it signs nothing and returns a *MismatchError, leaving the
+// file as evidence.
+func (s *Store) SignCheckpoint(ctx context.Context, opts SignOptions) (Checkpoint, error) {
+	var c Checkpoint
+	if opts.Signer == nil {
+		return c, errors.New("sign checkpoint: no signing key")
+	}
+	origin, err := s.resolveOrigin(ctx, opts.Origin)
+	if err != nil {
+		return c, err
+	}
+	var th TreeHead
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if th, err = s.treeHeadTx(ctx, tx); err != nil {
+			return fmt.Errorf("chain %s: tree head: %w", s.path, err)
+		}
+		if opts.File != "" {
+			return s.checkFileExtends(ctx, tx, opts.File, origin, th)
+		}
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	msg, err := note.Sign(&note.Note{Text: string(FormatCheckpoint(origin, th.Size, th.Root))}, opts.Signer)
+	if err != nil {
+		return c, fmt.Errorf("sign checkpoint: %w", err)
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	c = Checkpoint{
+		Origin: origin, Size: th.Size, Root: th.Root,
+		KeyName: opts.Signer.Name(), KeyID: fmt.Sprintf("%08x", opts.Signer.KeyHash()),
+		Time: now().UTC(), Note: string(msg),
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO checkpoints (time_ns, origin, size, root, key_name, key_id, note) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		c.Time.UnixNano(), c.Origin, int64(c.Size), c.Root[:], c.KeyName, c.KeyID, c.Note); err != nil {
+		return c, fmt.Errorf("chain %s: store checkpoint: %w", s.path, err)
+	}
+	s.log.Debug("checkpoint signed", "db", s.path, "size", c.Size, "origin", c.Origin, "key", c.KeyName)
+	if opts.File != "" {
+		if err := writeFileAtomic(opts.File, msg); err != nil {
+			return c, fmt.Errorf("checkpoint file %s: %w", opts.File, err)
+		}
+	}
+	return c, nil
+}
+
+func (s *Store) resolveOrigin(ctx context.Context, origin string) (string, error) {
+	if origin == "" {
+		return s.Origin(ctx)
+	}
+	if err := checkOrigin(origin); err != nil {
+		return "", fmt.Errorf("checkpoint origin %q: %w", origin, err)
+	}
+	return origin, nil
+}
+
+// LatestCheckpoint returns the checkpoint signed last (ErrNoCheckpoint
+// when there is none).
+func (s *Store) LatestCheckpoint(ctx context.Context) (Checkpoint, error) {
+	return s.latestCheckpoint(ctx, s.db, 0)
+}
+
+// latestCheckpoint returns the newest checkpoint whose tree is larger than
+// minSize.
+func (s *Store) latestCheckpoint(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, minSize uint64) (Checkpoint, error) {
+	var (
+		c            Checkpoint
+		timeNS, size int64
+		root         []byte
+	)
+	err := q.QueryRowContext(ctx, `SELECT time_ns, origin, size, root, key_name, key_id, note FROM checkpoints WHERE size > ? ORDER BY id DESC LIMIT 1`, int64(minSize)).
+		Scan(&timeNS, &c.Origin, &size, &root, &c.KeyName, &c.KeyID, &c.Note)
+	if errors.Is(err, sql.ErrNoRows) {
+		if minSize > 0 {
+			return c, fmt.Errorf("%w covers height %d yet: sign one first", ErrNoCheckpoint, minSize)
+		}
+		return c, fmt.Errorf("%w has been signed yet", ErrNoCheckpoint)
+	}
+	if err != nil {
+		return c, fmt.Errorf("chain %s: checkpoint: %w", s.path, err)
+	}
+	if len(root) != len(c.Root) {
+		return c, fmt.Errorf("chain %s: stored checkpoint of size %d: %w: root is %d bytes", s.path, size, ErrBadCheckpoint, len(root))
+	}
+	c.Time, c.Size = time.Unix(0, timeNS).UTC(), uint64(size)
+	copy(c.Root[:], root)
+	return c, nil
+}
+
+// WriteCheckpointFile writes the latest checkpoint to path, atomically and
+// with mode 0600, under the same rule as SignCheckpoint: a file holding a
+// checkpoint this chain does not extend is left alone (*MismatchError).
+func (s *Store) WriteCheckpointFile(ctx context.Context, path string) (Checkpoint, error) {
+	var c Checkpoint
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if c, err = s.latestCheckpoint(ctx, tx, 0); err != nil {
+			return err
+		}
+		root, err := tlog.TreeHash(int64(c.Size), s.txReader(ctx, tx))
+		if err != nil {
+			return fmt.Errorf("chain %s: tree of size %d: %w", s.path, c.Size, err)
+		}
+		if Hash(root) != c.Root {
+			return &MismatchError{Failure: Failure{Height: c.Size - 1, Reason: ReasonCheckpointMismatch,
+				Detail: fmt.Sprintf("the latest stored checkpoint signs root %s for size %d, the stored tree has %s", c.Root, c.Size, Hash(root))}}
+		}
+		return s.checkFileExtends(ctx, tx, path, c.Origin, TreeHead{Size: c.Size, Root: c.Root})
+	})
+	if err != nil {
+		return c, err
+	}
+	if err := writeFileAtomic(path, []byte(c.Note)); err != nil {
+		return c, fmt.Errorf("checkpoint file %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// checkFileExtends reports whether the checkpoint already in path (if any)
+// is one this chain, with tree head th, extends: same origin, no larger,
+// and the same root at its size in the stored tree. It reads the file's
+// text without checking the signature: the point is not to destroy
+// evidence, which needs no key.
+func (s *Store) checkFileExtends(ctx context.Context, tx *sql.Tx, path, origin string, th TreeHead) error {
+	msg, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoint file %s: %w", path, err)
+	}
+	old, err := ParseCheckpoint(noteText(msg))
+	if err != nil {
+		return fmt.Errorf("checkpoint file %s: %w; move it away to start a new one", path, err)
+	}
+	refuse := func(height uint64, reason Reason, format string, args ...any) error {
+		return &MismatchError{Failure: Failure{Height: height, Reason: reason,
+			Detail: fmt.Sprintf("checkpoint file %s: ", path) + fmt.Sprintf(format, args...) + "; refusing to overwrite it"}}
+	}
+	if old.Origin != origin {
+		return refuse(0, ReasonCheckpointOrigin, "it is for origin %q, this chain's is %q", old.Origin, origin)
+	}
+	if old.Size > th.Size {
+		return refuse(th.Size, s.behindReason(ctx, tx, th.Size), "it signs a tree of %d blocks, the chain has %d: the database was truncated or replaced by an older copy", old.Size, th.Size)
+	}
+	if old.Size == 0 {
+		return nil
+	}
+	root, err := tlog.TreeHash(int64(old.Size), s.txReader(ctx, tx))
+	if err != nil {
+		return fmt.Errorf("chain %s: tree of size %d: %w", s.path, old.Size, err)
+	}
+	if Hash(root) != old.Root {
+		return refuse(old.Size-1, ReasonCheckpointMismatch, "it signs root %s for the first %d blocks, the stored tree has %s: blocks it covers were rewritten", old.Root, old.Size, Hash(root))
+	}
+	return nil
+}
+
+// behindReason tells a chain cut short (the tree still holds hashes of
+// blocks that are gone) from a whole older copy.
+func (s *Store) behindReason(ctx context.Context, tx *sql.Tx, size uint64) Reason {
+	var maxID sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT max(id) FROM tree`).Scan(&maxID); err == nil && maxID.Valid && maxID.Int64 >= tlog.StoredHashCount(int64(size)) {
+		return ReasonTruncated
+	}
+	return ReasonRolledBack
+}
+
+// writeFileAtomic replaces path with data (mode 0600): written to a
+// temporary file in the same directory, synced, then renamed over path, so
+// a crash leaves the old checkpoint or the new one, never a torn file.
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	if _, err := f.Write(data); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	if err := f.Sync(); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// CheckpointPolicy says when a writer signs the next checkpoint: once
+// Blocks blocks were added since the last one, or once Interval has passed
+// since it and at least one block was added. A zero field does not
+// trigger; the zero policy never signs.
+type CheckpointPolicy struct {
+	Blocks   uint64        `json:"blocks"`
+	Interval time.Duration `json:"interval"`
+}
+
+// Due reports whether a checkpoint should be signed at now, for a tree of
+// size blocks, given the last checkpoint (the zero Checkpoint when none has
+// been signed).
+func (p CheckpointPolicy) Due(now time.Time, size uint64, last Checkpoint) bool {
+	if size <= last.Size {
+		return false
+	}
+	if p.Blocks > 0 && size-last.Size >= p.Blocks {
+		return true
+	}
+	return p.Interval > 0 && !now.Before(last.Time.Add(p.Interval))
+}

@@ -1,0 +1,197 @@
+package chain
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Keys are golang.org/x/mod/sumdb/note Ed25519 keys in note's text form:
+// the signing key "PRIVATE+KEY+<name>+<hash>+<base64>", the verifier key
+// "<name>+<hash>+<base64>". A key file holds one key and a newline. No
+// error or log line of this package contains key material: errors about a
+// key name its file, never its contents.
+
+// Key errors callers tell apart.
+var (
+	// ErrKeyExists: WriteKeyFile refuses to replace an existing file.
+	ErrKeyExists = errors.New("key file already exists")
+	// ErrKeyPermissions: a signing-key file is readable or writable by
+	// others than its owner.
+	ErrKeyPermissions = errors.New("signing key file permissions are wider than 0600")
+	// ErrBadKey: the file or text is not a key of the expected kind.
+	ErrBadKey = errors.New("not a valid key")
+)
+
+const signerPrefix = "PRIVATE+KEY+"
+
+// GenerateKey makes a new Ed25519 key pair named name (no spaces, no '+').
+// signer must stay secret (WriteKeyFile stores it 0600); verifier is what
+// auditors and `chain verify` check signatures with.
+func GenerateKey(name string) (signer, verifier string, err error) {
+	if err := validName(name); err != nil {
+		return "", "", fmt.Errorf("key name %q: %w", name, err)
+	}
+	signer, verifier, err = note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		return "", "", fmt.Errorf("generate key %q: %w", name, err)
+	}
+	return signer, verifier, nil
+}
+
+// validName applies note's rule for key names and checkpoint origins.
+func validName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty")
+	case !utf8.ValidString(name):
+		return errors.New("not UTF-8")
+	case strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return errors.New("contains a space or control character")
+	case strings.Contains(name, "+"):
+		return errors.New("contains '+'")
+	}
+	return nil
+}
+
+// WriteKeyFile writes key and a newline to a new file at path with mode
+// 0600. It never replaces an existing file (ErrKeyExists): a key
+// overwritten by mistake cannot be recovered, and checkpoints signed with
+// it could no longer be checked.
+func WriteKeyFile(path, key string) (err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("key file %s: %w: refusing to overwrite it", path, ErrKeyExists)
+	}
+	if err != nil {
+		return fmt.Errorf("key file %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(path) // leave no half-written key behind
+		}
+	}()
+	// The umask may not narrow 0600, but nothing must widen it either.
+	if err := f.Chmod(0o600); err != nil {
+		return errors.Join(fmt.Errorf("key file %s: %w", path, err), f.Close())
+	}
+	if _, err := f.WriteString(key + "\n"); err != nil {
+		return errors.Join(fmt.Errorf("key file %s: write: %w", path, err), f.Close())
+	}
+	if err := f.Sync(); err != nil {
+		return errors.Join(fmt.Errorf("key file %s: sync: %w", path, err), f.Close())
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("key file %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// LoadSigner reads a signing key from path. It refuses a file whose mode
+// grants anything beyond owner read and write (ErrKeyPermissions), naming
+// the path and the mode, and a file that holds no signing key (ErrBadKey).
+func LoadSigner(path string) (note.Signer, error) {
+	data, err := readKeyFile(path, true)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(data)
+	text := string(bytes.TrimSuffix(data, []byte("\n")))
+	if !strings.HasPrefix(text, signerPrefix) {
+		return nil, fmt.Errorf("signing key %s: %w: the file does not hold a signing key (one starts with %q; is it the verifier key?)", path, ErrBadKey, signerPrefix)
+	}
+	s, err := note.NewSigner(text)
+	if err != nil {
+		// note's parse errors carry no key material, but say nothing of
+		// it anyway: this message may end up in a journal.
+		return nil, fmt.Errorf("signing key %s: %w: the signing key is malformed", path, ErrBadKey)
+	}
+	return s, nil
+}
+
+// LoadVerifier reads a verifier (public) key from path.
+func LoadVerifier(path string) (note.Verifier, error) {
+	data, err := readKeyFile(path, false)
+	if err != nil {
+		return nil, err
+	}
+	text := string(bytes.TrimSuffix(data, []byte("\n")))
+	if strings.HasPrefix(text, signerPrefix) {
+		clear(data)
+		return nil, fmt.Errorf("verifier key %s: %w: the file holds a signing (private) key; give the verifier key, and keep this file secret", path, ErrBadKey)
+	}
+	v, err := NewVerifier(text)
+	if err != nil {
+		return nil, fmt.Errorf("verifier key %s: %w", path, err)
+	}
+	return v, nil
+}
+
+// NewVerifier parses a verifier key in note's text form.
+func NewVerifier(vkey string) (note.Verifier, error) {
+	if strings.HasPrefix(vkey, signerPrefix) {
+		return nil, fmt.Errorf("%w: that is a signing (private) key, not a verifier key", ErrBadKey)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(vkey))
+	if err != nil {
+		return nil, fmt.Errorf("%w: verifier key: %v", ErrBadKey, err)
+	}
+	return v, nil
+}
+
+// readKeyFile reads a key file, checking the mode of the file it opened
+// (not of the path, which could change in between) when private.
+func readKeyFile(path string, private bool) ([]byte, error) {
+	what := "verifier key"
+	if private {
+		what = "signing key"
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s %s: %w: not a regular file", what, path, ErrBadKey)
+	}
+	if perm := st.Mode().Perm(); private && perm&^0o600 != 0 {
+		return nil, fmt.Errorf("signing key %s: %w: mode is %04o; run: chmod 600 %s", path, ErrKeyPermissions, perm, path)
+	}
+	const maxKey = 4096
+	data, err := io.ReadAll(io.LimitReader(f, maxKey+1))
+	if err != nil {
+		clear(data)
+		return nil, fmt.Errorf("%s %s: read: %w", what, path, err)
+	}
+	if len(data) > maxKey {
+		clear(data)
+		return nil, fmt.Errorf("%s %s: %w: longer than %d bytes", what, path, ErrBadKey, maxKey)
+	}
+	return data, nil
+}
+
+// syncDir makes a file created or renamed in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	if err := d.Sync(); err != nil {
+		return errors.Join(fmt.Errorf("sync directory %s: %w", dir, err), d.Close())
+	}
+	return d.Close()
+}
