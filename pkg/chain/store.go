@@ -16,7 +16,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	"modernc.org/sqlite" // also registers the pure-Go "sqlite" driver
+	sqlitelib "modernc.org/sqlite/lib"
 )
 
 // Errors callers tell apart.
@@ -232,7 +233,7 @@ var migrations = []migration{
 func (s *Store) migrate(ctx context.Context, created bool) error {
 	var version int
 	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("chain database %s: %w: %v", s.path, ErrNotChain, err)
+		return s.readError(err)
 	}
 	if err := s.checkVersion(ctx, version, created); err != nil {
 		return err
@@ -248,7 +249,7 @@ func (s *Store) migrate(ctx context.Context, created bool) error {
 	// Another process may have migrated while this one waited for the
 	// write lock: decide again inside the transaction.
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("chain database %s: %w: %v", s.path, ErrNotChain, err)
+		return s.readError(err)
 	}
 	if version == schemaVersion {
 		return nil
@@ -276,6 +277,21 @@ func (s *Store) migrate(ctx context.Context, created bool) error {
 	return tx.Commit()
 }
 
+// readError classifies a failure to read the schema: a file SQLite says
+// is not a database (or is corrupt) is not a chain, which is the
+// operator's to fix (exit 2); anything else, a full disk or an I/O error,
+// is a runtime failure and must not be mistaken for a bad --db.
+func (s *Store) readError(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlitelib.SQLITE_NOTADB, sqlitelib.SQLITE_CORRUPT:
+			return fmt.Errorf("chain database %s: %w: %v", s.path, ErrNotChain, err)
+		}
+	}
+	return fmt.Errorf("chain database %s: %w", s.path, err)
+}
+
 // checkVersion refuses files this version cannot own: newer schemas,
 // foreign tables, and a meta table that names another format.
 func (s *Store) checkVersion(ctx context.Context, version int, created bool) error {
@@ -285,7 +301,7 @@ func (s *Store) checkVersion(ctx context.Context, version int, created bool) err
 	if version == 0 && !created {
 		var n int
 		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
-			return fmt.Errorf("chain database %s: %w: %v", s.path, ErrNotChain, err)
+			return s.readError(err)
 		}
 		if n > 0 {
 			return fmt.Errorf("chain database %s: %w: it holds tables of something else", s.path, ErrNotChain)

@@ -205,3 +205,27 @@ func TestShellScriptRecomputesHashes(t *testing.T) {
 		t.Fatalf("verify-chain.sh on a tampered chain: %v\n%s", err, out)
 	}
 }
+
+// TestVerifyFastPathMatchesStoredTree checks that the per-segment subtree
+// roots recomputed from the blocks equal the roots tlog stored at append
+// time, so a sound chain never falls back to the hash-by-hash comparison.
+func TestVerifyFastPathMatchesStoredTree(t *testing.T) {
+	old := segmentSize
+	segmentSize = 16
+	t.Cleanup(func() { segmentSize = old })
+	s := newStore(t)
+	fill(t, s, 200)
+	before := segmentRechecks.Load()
+	for _, w := range []int{1, 3} {
+		if res, err := s.Verify(t.Context(), VerifyOptions{Workers: w}); err != nil || !res.OK {
+			t.Fatalf("workers=%d: %+v, %v", w, res, err)
+		}
+	}
+	if n := segmentRechecks.Load() - before; n != 0 {
+		t.Fatalf("%d whole segments fell back to the slow comparison on a sound chain", n)
+	}
+	sqlite3(t, s.Path(), `UPDATE blocks SET payload = '{}' WHERE height = 40`)
+	if res, err := s.Verify(t.Context(), VerifyOptions{}); err == nil || res.Failure == nil || res.Failure.Height != 40 {
+		t.Fatalf("tampered chain: %+v, %v", res.Failure, err)
+	}
+}
