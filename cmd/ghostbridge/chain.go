@@ -20,13 +20,21 @@ import (
 )
 
 func newChainCmd(a *App) *cobra.Command {
-	cmd := newGroupCmd("chain", "Inspect and verify the snapshot hash chain", `Inspect and verify the hash chain in the database named by --db.
+	cmd := newGroupCmd("chain", "Inspect, verify and prove the snapshot hash chain", `Inspect and verify the hash chain in the database named by --db.
 
 Each block records one event (a snapshot created, deleted, adopted after a
 crash or found vanished, ticks missed) and links to the previous block by
 its SHA-256 hash, so any change to a stored block breaks the chain where
-"chain verify" can see it.`)
-	cmd.AddCommand(newChainHeadCmd(a), newChainShowCmd(a), newChainLogCmd(a), newChainVerifyCmd(a))
+"chain verify" can see it.
+
+An RFC 6962 Merkle tree over the blocks is kept beside them. "chain
+checkpoint" (and "snap run", with chain.signing_key set) signs its head
+with an Ed25519 key and writes the checkpoint to a file outside the
+database's directory, so a database rewritten or replaced by an older copy
+is detected; "chain prove" and "chain verify-proof" give an auditor an
+offline proof that a block is in a signed tree.`)
+	cmd.AddCommand(newChainHeadCmd(a), newChainShowCmd(a), newChainLogCmd(a), newChainVerifyCmd(a),
+		newChainKeygenCmd(a), newChainCheckpointCmd(a), newChainProveCmd(a), newChainVerifyProofCmd(a), newChainExportCmd(a))
 	return cmd
 }
 

@@ -146,6 +146,12 @@ func (a *App) loadConfig(cmd *cobra.Command, src configSource, layered bool) (lo
 	v.SetDefault("snap.interval", def.Snap.Interval.String())
 	v.SetDefault("snap.keep", def.Snap.Keep.String())
 	v.SetDefault("snap.tiers", []any{})
+	v.SetDefault("chain.signing_key", def.Chain.SigningKey)
+	v.SetDefault("chain.verifier_key", def.Chain.VerifierKey)
+	v.SetDefault("chain.checkpoint_file", def.Chain.CheckpointFile)
+	v.SetDefault("chain.origin", def.Chain.Origin)
+	v.SetDefault("chain.checkpoint_every", def.Chain.CheckpointEvery)
+	v.SetDefault("chain.checkpoint_interval", def.Chain.CheckpointInterval.String())
 	for _, k := range configKeys {
 		if _, ok := lc.Origins[k.Key]; !ok {
 			lc.Origins[k.Key] = "default"
@@ -215,18 +221,21 @@ func unknownKeys(keys []string, path string) []Problem {
 		if slices.ContainsFunc(configKeys, func(c struct{ Key, Want string }) bool { return c.Key == k }) {
 			continue
 		}
-		if k == "log" || k == "snap" {
+		if slices.Contains(configTables, k) {
 			ps = append(ps, Problem{Key: k, Origin: path, Want: "a table with keys " + strings.Join(tableKeys(k), ", ")})
 			continue
 		}
 		want := "unknown key; want one of " + strings.Join(tableKeys(""), ", ")
-		if table, _, ok := strings.Cut(k, "."); ok && (table == "log" || table == "snap") {
+		if table, _, ok := strings.Cut(k, "."); ok && slices.Contains(configTables, table) {
 			want = fmt.Sprintf("unknown key; [%s] allows %s", table, strings.Join(tableKeys(table), ", "))
 		}
 		ps = append(ps, Problem{Key: k, Origin: path, Want: want})
 	}
 	return ps
 }
+
+// configTables are the tables a config file may hold.
+var configTables = []string{"log", "snap", "chain"}
 
 // tableKeys lists the keys directly under table ("" is the top level).
 func tableKeys(table string) []string {

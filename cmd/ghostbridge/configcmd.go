@@ -25,10 +25,21 @@ Keys (TOML shown; YAML and JSON use the same names):
   interval = "1s"     # Go duration, `+intervalRange+` (--interval)
   keep = "1m"         # keep every snapshot younger than this, > 0 (--keep)
   tiers = [{ every = "1m", for = "1h" }]  # also keep one per EVERY for FOR
+  [chain]
+  signing_key = ""    # signing-key FILE (0600) for checkpoints; "" signs none
+  verifier_key = ""   # verifier (public) key FILE for "chain verify"
+  checkpoint_file = "`+defaultCheckpointFile+`"
+                      # latest signed checkpoint; outside the database's directory
+  origin = ""         # checkpoint origin; "" is "ghostbridge/<chain id>"
+  checkpoint_every = 60        # "snap run" signs every N blocks; 0: never by count
+  checkpoint_interval = "0s"   # also after this long if blocks were added; 0: never
+
+Keys are always files named by path: the key text itself is refused in
+the configuration, the environment and flags, and never printed.
 
 In the environment, lists are comma-separated (GHOSTBRIDGE_SNAP_SOURCES=
 "root=/,home=/home") and tiers are EVERY:FOR pairs (GHOSTBRIDGE_SNAP_TIERS=
-"1m:1h,1h:24h").`)
+"1m:1h,1h:24h"); chain keys are GHOSTBRIDGE_CHAIN_SIGNING_KEY and so on.`)
 	cmd.AddCommand(newConfigShowCmd(a), newConfigValidateCmd(a))
 	return cmd
 }
@@ -81,6 +92,13 @@ func writeConfigTOML(w io.Writer, lc loadedConfig) error {
 		tiers[i] = fmt.Sprintf("{ every = %s, for = %s }", tomlString(t.Every.String()), tomlString(t.For.String()))
 	}
 	line("snap.tiers", "tiers", "["+strings.Join(tiers, ", ")+"]")
+	b.WriteString("\n[chain]\n")
+	line("chain.signing_key", "signing_key", tomlString(c.Chain.SigningKey))
+	line("chain.verifier_key", "verifier_key", tomlString(c.Chain.VerifierKey))
+	line("chain.checkpoint_file", "checkpoint_file", tomlString(c.Chain.CheckpointFile))
+	line("chain.origin", "origin", tomlString(c.Chain.Origin))
+	line("chain.checkpoint_every", "checkpoint_every", strconv.FormatUint(c.Chain.CheckpointEvery, 10))
+	line("chain.checkpoint_interval", "checkpoint_interval", tomlString(c.Chain.CheckpointInterval.String()))
 	_, err := io.WriteString(w, b.String())
 	return err
 }

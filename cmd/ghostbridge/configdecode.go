@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -47,6 +49,19 @@ func decodeConfig(get func(key string) any) (Config, []Problem) {
 	str("snap.dir", &cfg.Snap.Dir)
 	dur("snap.interval", &cfg.Snap.Interval)
 	dur("snap.keep", &cfg.Snap.Keep)
+	str("chain.signing_key", &cfg.Chain.SigningKey)
+	str("chain.verifier_key", &cfg.Chain.VerifierKey)
+	str("chain.checkpoint_file", &cfg.Chain.CheckpointFile)
+	str("chain.origin", &cfg.Chain.Origin)
+	dur("chain.checkpoint_interval", &cfg.Chain.CheckpointInterval)
+	if raw := get("chain.checkpoint_every"); raw != nil {
+		n, ok := parseCount(raw)
+		if !ok {
+			bad("chain.checkpoint_every", raw, "")
+		} else {
+			cfg.Chain.CheckpointEvery = n
+		}
+	}
 
 	switch v := get("snap.sources").(type) {
 	case nil:
@@ -95,6 +110,28 @@ func parseDuration(raw any) (Duration, bool) {
 		return Duration(v), true
 	case Duration:
 		return v, true
+	}
+	return 0, false
+}
+
+// parseCount accepts a whole number >= 0: an integer from TOML or YAML, a
+// whole float from JSON, or decimal digits from the environment.
+func parseCount(raw any) (uint64, bool) {
+	switch v := raw.(type) {
+	case int:
+		return uint64(v), v >= 0
+	case int64:
+		return uint64(v), v >= 0
+	case uint64:
+		return v, true
+	case float64:
+		if v < 0 || v != math.Trunc(v) || v > 1<<53 {
+			return 0, false
+		}
+		return uint64(v), true
+	case string:
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		return n, err == nil
 	}
 	return 0, false
 }

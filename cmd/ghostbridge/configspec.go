@@ -10,15 +10,17 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/ghostbridge/ghostbridge/pkg/chain"
 	"github.com/ghostbridge/ghostbridge/pkg/snap"
 )
 
 // Config is the typed, validated configuration of ghostbridge. Its JSON form
 // is what `config show --format json` prints.
 type Config struct {
-	DB   string     `json:"db"`
-	Log  LogConfig  `json:"log"`
-	Snap SnapConfig `json:"snap"`
+	DB    string      `json:"db"`
+	Log   LogConfig   `json:"log"`
+	Snap  SnapConfig  `json:"snap"`
+	Chain ChainConfig `json:"chain"`
 }
 
 // LogConfig is the [log] table.
@@ -34,6 +36,19 @@ type SnapConfig struct {
 	Interval Duration     `json:"interval"`
 	Keep     Duration     `json:"keep"`
 	Tiers    []TierConfig `json:"tiers"`
+}
+
+// ChainConfig is the [chain] table: checkpoint signing and verification.
+// Keys are always named by file path; key text never appears in the
+// configuration, so a config file, `config show` or an error message can
+// never leak one.
+type ChainConfig struct {
+	SigningKey         string   `json:"signing_key"`
+	VerifierKey        string   `json:"verifier_key"`
+	CheckpointFile     string   `json:"checkpoint_file"`
+	Origin             string   `json:"origin"`
+	CheckpointEvery    uint64   `json:"checkpoint_every"`
+	CheckpointInterval Duration `json:"checkpoint_interval"`
 }
 
 // TierConfig keeps one snapshot per Every for snapshots younger than For.
@@ -68,6 +83,10 @@ const (
 	defaultSnapDir  = "/.snapshots/ghostbridge"
 	defaultInterval = Duration(time.Second)
 	defaultKeep     = Duration(time.Minute)
+	// The checkpoint file lives outside the database's directory, so a
+	// job that replaces the database (a restore, an attacker) does not
+	// replace the evidence with it.
+	defaultCheckpointFile = "/var/lib/ghostbridge-checkpoint/checkpoint"
 )
 
 // intervalRange is the allowed snap.interval, as pkg/snap (which owns the
@@ -85,6 +104,10 @@ func defaultConfig() Config {
 			Interval: defaultInterval,
 			Keep:     defaultKeep,
 		},
+		Chain: ChainConfig{
+			CheckpointFile:  defaultCheckpointFile,
+			CheckpointEvery: chain.DefaultCheckpointBlocks,
+		},
 	}
 }
 
@@ -99,6 +122,12 @@ var configKeys = []struct{ Key, Want string }{
 	{"snap.interval", fmt.Sprintf(`a Go duration from %s to %s, e.g. "1s"`, Duration(snap.MinInterval), Duration(snap.MaxInterval))},
 	{"snap.keep", `a Go duration greater than 0, e.g. "1m"`},
 	{"snap.tiers", `a list of {every = DURATION, for = DURATION} with every > 0 and for > every`},
+	{"chain.signing_key", `a path to a signing-key file (mode 0600; "ghostbridge chain keygen" makes one), or "" for no checkpoints; never the key itself`},
+	{"chain.verifier_key", `a path to a verifier (public) key file, or ""; never the key itself`},
+	{"chain.checkpoint_file", "an absolute file path outside the database's directory"},
+	{"chain.origin", `a checkpoint origin without spaces or "+", or "" for "ghostbridge/<chain id>"`},
+	{"chain.checkpoint_every", "a whole number of blocks >= 0 (0: no block trigger)"},
+	{"chain.checkpoint_interval", `a Go duration >= 0, e.g. "10m" (0: no time trigger)`},
 }
 
 func wantFor(key string) string {
@@ -252,6 +281,7 @@ func (c Config) Validate() error {
 			ps = append(ps, Problem{Key: fmt.Sprintf("snap.tiers[%d].for", i), Value: showValue(t.For), Want: fmt.Sprintf("a Go duration greater than every (%s)", t.Every)})
 		}
 	}
+	ps = append(ps, c.validateChain()...)
 	if len(ps) == 0 {
 		return nil
 	}

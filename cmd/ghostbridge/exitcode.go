@@ -26,8 +26,12 @@ const exitCodesHelp = `Exit codes:
        such as a height not in the chain, invalid config key or value,
        missing config file named by --config, database missing, not
        writable for "snap run" or "snap prune", or in an unusable
-       directory, source that is not a subvolume)
-  3    a check failed (chain verify found a mismatch)
+       directory, source that is not a subvolume, key file missing, not
+       a key or readable by others, key file that "chain keygen" would
+       overwrite, "chain prove" before any checkpoint was signed)
+  3    a check failed (chain verify found a mismatch; a checkpoint or
+       proof bundle did not verify; "chain checkpoint" or "snap run"
+       found the checkpoint file not extended by the chain)
   130  interrupted by SIGINT or SIGTERM before the command finished
        ("snap run" and "chain log --follow" stop cleanly and exit 0)`
 
@@ -59,6 +63,12 @@ var (
 		chain.ErrOutOfRange, // --from/--to or HEIGHT outside the chain
 		chain.ErrNotFound,
 		snap.ErrInvalidConfig, // a source that is not a subvolume, a directory on another filesystem
+		// Key files are configuration: the operator fixes the file
+		// (chmod 600, another path), not the program.
+		chain.ErrKeyPermissions,
+		chain.ErrKeyExists,
+		chain.ErrBadKey,
+		chain.ErrNoCheckpoint, // chain prove before "chain checkpoint" ran
 	}
 )
 

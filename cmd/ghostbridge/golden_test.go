@@ -118,7 +118,9 @@ func TestGoldenChain(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			args := append([]string{"--db", db}, c.args...)
-			r := runCLI(t, nil, args...)
+			// JOURNAL_STREAM: log lines (the unanchored-verify warning)
+			// without times.
+			r := runCLI(t, cliEnv{"JOURNAL_STREAM": "8:1"}, args...)
 			if r.code != c.code {
 				t.Errorf("exit %d, want %d; stderr: %s", r.code, c.code, r.stderr)
 			}
@@ -136,7 +138,7 @@ func TestGoldenChainVerifyMismatch(t *testing.T) {
 			if filepath.Ext(name) == ".json" {
 				args = append(args, "--format", "json")
 			}
-			r := runCLI(t, nil, args...)
+			r := runCLI(t, cliEnv{"JOURNAL_STREAM": "8:1"}, args...)
 			if r.code != exitCheckFailed {
 				t.Errorf("exit %d, want %d; stderr: %s", r.code, exitCheckFailed, r.stderr)
 			}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/ghostbridge/ghostbridge/pkg/chain"
 	"github.com/ghostbridge/ghostbridge/pkg/snap"
@@ -53,7 +54,13 @@ This is the command a systemd unit runs (Type=notify; READY=1, WATCHDOG=1
 and STOPPING=1 are sent when NOTIFY_SOCKET is set). One "snap run" per
 database: a second one exits 1 naming the holder's pid. With --format json
 every tick is one line {"schema":1,"type":"tick",...}; in text mode ticks
-are logged at debug level.`,
+are logged at debug level.
+
+With chain.signing_key set, the key is loaded before the first snapshot
+(a bad key file exits 2) and a checkpoint is signed after a tick when
+chain.checkpoint_every blocks were added since the last one, or
+chain.checkpoint_interval passed and blocks were added. A checkpoint that
+cannot be signed is logged at error level and the loop goes on.`,
 		Example: `  ghostbridge snap run
   ghostbridge snap run --source /home --dir /home/.snapshots --interval 1s --keep 1m
   ghostbridge snap run --once --format json`,
@@ -137,6 +144,13 @@ func runSnapRun(ctx context.Context, a *App, once bool) (err error) {
 	if err != nil {
 		return err
 	}
+	// A bad key file is found before any snapshot is taken.
+	var signer note.Signer
+	if a.conf.Config.Chain.SigningKey != "" {
+		if signer, err = a.loadSigner(); err != nil {
+			return err
+		}
+	}
 	// Check the database and the machine before the database is created,
 	// so a bad source, directory, path or an unwritable database leaves
 	// nothing behind.
@@ -157,6 +171,13 @@ func runSnapRun(ctx context.Context, a *App, once bool) (err error) {
 	}
 	defer func() { err = errors.Join(err, st.Close()) }()
 	d := a.runDeps(st, fs, notifier)
+	if signer != nil {
+		cp, err := a.newCheckpointer(ctx, st, signer)
+		if err != nil {
+			return err
+		}
+		d.AfterAppend = cp.afterAppend
+	}
 
 	// Results on stdout are the point of a pipeline; once stdout is gone
 	// (the reader died) there is no one to report to, so the loop stops as

@@ -267,6 +267,7 @@ func (r *runner) tick(ctx context.Context, at time.Time, missed *chain.TicksMiss
 	}
 	var created []chain.LiveSnapshot
 	failed := map[string]bool{}
+	var head *chain.Block // the newest block this tick recorded
 	if r.broken {
 		// Record what is pending first; snapshots resume only once the
 		// chain takes it.
@@ -284,6 +285,9 @@ func (r *runner) tick(ctx context.Context, at time.Time, missed *chain.TicksMiss
 			retire, rerr := r.retention(ctx, nil, failed)
 			events = append(events, retire...)
 			return r.unwritten(res, at, start, nil, events, append(errs, rerr), err)
+		}
+		if n := len(blocks); n > 0 {
+			head = &blocks[n-1]
 		}
 		r.d.Logger.Info("chain written again; snapshots resume", "recorded", len(blocks))
 		r.broken, r.pending, r.skipped, events = false, nil, nil, nil
@@ -321,6 +325,12 @@ func (r *runner) tick(ctx context.Context, at time.Time, missed *chain.TicksMiss
 		return r.unwritten(res, at, start, created, events, errs, err)
 	}
 	res.add(blocks)
+	if n := len(blocks); n > 0 {
+		head = &blocks[n-1]
+	}
+	if head != nil && r.d.AfterAppend != nil {
+		r.d.AfterAppend(ctx, *head)
+	}
 	res.Duration = r.d.Now().Sub(start)
 	res.Err = errors.Join(errs...)
 	res.healthy = snapshotsOK

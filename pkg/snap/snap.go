@@ -15,6 +15,7 @@
 package snap
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,12 @@ type Deps struct {
 	Notifier Notifier         // nil: none
 	Logger   *slog.Logger     // nil: discard
 	Now      func() time.Time // nil: time.Now
+	// AfterAppend, when set, is called after each tick that recorded
+	// blocks, with the newest of them, once they are committed; the tick
+	// waits for it. The caller signs checkpoints here, so this package
+	// never handles keys. It must not panic; its failures are its own to
+	// report.
+	AfterAppend func(ctx context.Context, head chain.Block)
 	// WatchdogInterval is the service manager's watchdog timeout (0: none).
 	// While the last tick was healthy, Run sends WATCHDOG=1 at least every
 	// half of it, also while it sleeps between ticks.
