@@ -26,6 +26,11 @@ tick_x=$(metric BenchmarkTickCPU x-less-cpu)
 ver=$(metric BenchmarkChainVerify1M verify-blocks/s)
 scan=$(metric BenchmarkChainVerify1M sqlite3-scan-rows/s)
 ver_x=$(metric BenchmarkChainVerify1M x-sqlite3-scan-speed)
+inc=$(metric BenchmarkVerifyIncremental/blocks=1M ns/op)
+prove=$(metric BenchmarkProve/blocks=1M ns/op)
+app_with=$(metric BenchmarkAppend/alternating ns/append-with-tree)
+app_without=$(metric BenchmarkAppend/alternating ns/append-without)
+app_x=$(metric BenchmarkAppend/alternating ratio)
 rss1=$(metric BenchmarkSnapRunRSS rss-MB@1k)
 rss10=$(metric BenchmarkSnapRunRSS rss-MB@10k)
 peak=$(metric BenchmarkSnapRunRSS peak-rss-MB)
@@ -33,4 +38,7 @@ peak=$(metric BenchmarkSnapRunRSS peak-rss-MB)
 printf '\n%-36s %-22s %-30s %-8s %s\n' "measure" "ghostbridge" "baseline (same run)" "ratio" "target"
 printf '%-36s %-22s %-30s %-8s %s\n' "CPU per steady-state snapshot tick" "${tick_ours} ms" "${tick_shell} ms (shell loop)" "${tick_x}x" ">= 15x less"
 printf '%-36s %-22s %-30s %-8s %s\n' "chain verify, 1,000,001 blocks" "$(printf '%.0f' "$ver") blocks/s" "$(printf '%.0f' "$scan") rows/s (sqlite3 scan)" "${ver_x}x" ">= 1,000,000 blocks/s"
+printf '%-36s %-22s %-30s %-8s %s\n' "incremental verify, 60 new blocks" "$(awk -v n="$inc" 'BEGIN { printf "%.2f ms", n / 1e6 }')" "(1M chain; 10M: GHOSTBRIDGE_BENCH_BIG=1)" "" "< 50 ms, flat"
+printf '%-36s %-22s %-30s %-8s %s\n' "chain prove, 1M-block chain" "$(awk -v n="$prove" 'BEGIN { printf "%.2f ms", n / 1e6 }')" "" "" "< 10 ms"
+printf '%-36s %-22s %-30s %-8s %s\n' "append with tree hashes" "$(awk -v n="$app_with" 'BEGIN { printf "%.0f us", n / 1e3 }')" "$(awk -v n="$app_without" 'BEGIN { printf "%.0f us without", n / 1e3 }')" "${app_x}x" "<= 1.5x"
 printf '%-36s %-22s %-30s %-8s %s\n' "snap run RSS after 1k / 10k ticks" "${rss1} / ${rss10} MB" "peak ${peak} MB" "" "< 40 MB, flat"
