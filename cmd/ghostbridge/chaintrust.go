@@ -188,19 +188,9 @@ func (a *App) loadTrust() (*chain.Trust, string, error) {
 	return &chain.Trust{Checkpoint: data, Verifier: v, Origin: cc.Origin}, "", nil
 }
 
-// heightless reports whether a failure concerns a file (a checkpoint, a
-// bundle) rather than a height; its Height is then 0 and means nothing.
-func heightless(r chain.Reason) bool {
-	switch r {
-	case chain.ReasonCheckpointSignature, chain.ReasonCheckpointKey, chain.ReasonCheckpointOrigin, chain.ReasonCheckpointMalformed, chain.ReasonBadBundle:
-		return true
-	}
-	return false
-}
-
 // writeFailure renders a failed check's first lines.
 func writeFailure(b *strings.Builder, st styles, f *chain.Failure) {
-	if heightless(f.Reason) {
+	if f.Reason.Heightless() {
 		fmt.Fprintf(b, "%s %s\n", st.bad.Render("MISMATCH:"), f.Reason)
 	} else {
 		fmt.Fprintf(b, "%s height %d: %s\n", st.bad.Render("MISMATCH:"), f.Height, f.Reason)

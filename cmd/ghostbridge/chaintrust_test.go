@@ -315,10 +315,17 @@ func TestChainTrustTamper(t *testing.T) {
 			copyFile(t, tr.db+".old", tr.db)
 		}, 7, chain.ReasonRolledBack},
 		{"checkpoint signed by another key", nil, func(t *testing.T, tr trusted) {
+			// chain checkpoint refuses to sign over a file from another
+			// key, so the other key signs into a file of its own, which
+			// then replaces the trusted one.
 			other := keygen(t, filepath.Dir(tr.key.signing), "golden-key-2")
-			env := trustEnv(other, tr.checkpoint)
-			if r := runCLI(t, env, "--db", tr.db, "chain", "checkpoint"); r.code != exitOK {
+			otherFile := filepath.Join(filepath.Dir(tr.checkpoint), "other-checkpoint")
+			if r := runCLI(t, trustEnv(other, otherFile), "--db", tr.db, "chain", "checkpoint"); r.code != exitOK {
 				t.Fatalf("chain checkpoint with another key: exit %d, stderr %s", r.code, r.stderr)
+			}
+			copyFile(t, otherFile, tr.checkpoint)
+			if r := runCLI(t, trustEnv(tr.key, tr.checkpoint), "--db", tr.db, "chain", "checkpoint"); r.code != exitCheckFailed {
+				t.Fatalf("signing over another key's checkpoint file: exit %d, want %d; stderr %s", r.code, exitCheckFailed, r.stderr)
 			}
 		}, 0, chain.ReasonCheckpointKey},
 		{"checkpoint with a bumped size", nil, func(t *testing.T, tr trusted) {

@@ -144,7 +144,7 @@ func (a *App) printVerify(res chain.VerifyResult) error {
 		fmt.Fprintf(&b, "head hash %s\n", res.HeadHash)
 	} else if f := res.Failure; f != nil {
 		writeFailure(&b, st, f)
-		if !heightless(f.Reason) && f.Height > res.From && res.Checked > 0 {
+		if !f.Reason.Heightless() && f.Height > res.From && res.Checked > 0 {
 			fmt.Fprintf(&b, "heights %d..%d are sound (%d %s)\n", res.From, f.Height-1, res.Checked, plural(int(min(res.Checked, 2)), "block", "blocks"))
 		}
 		fmt.Fprintf(&b, "mode: %s\n", mode)

@@ -26,11 +26,21 @@ type checkpointer struct {
 	last chain.Checkpoint
 }
 
-// newCheckpointer starts from the newest stored checkpoint.
+// newCheckpointer starts from the newest stored checkpoint whose signature
+// checks out: the database's columns alone could be forged to say a
+// checkpoint is never due.
 func (a *App) newCheckpointer(ctx context.Context, st *chain.Store, signer note.Signer) (*checkpointer, error) {
 	cc := a.conf.Config.Chain
-	last, err := st.LatestCheckpoint(ctx)
-	if err != nil && !errors.Is(err, chain.ErrNoCheckpoint) {
+	v, err := chain.VerifierFor(signer)
+	if err != nil {
+		return nil, err
+	}
+	last, err := st.LatestTrustedCheckpoint(ctx, v, cc.Origin)
+	switch {
+	case errors.Is(err, chain.ErrBadCheckpoint):
+		a.log.Warn("newest stored checkpoint does not check out; signing a new one at the next tick", "err", err)
+		last = chain.Checkpoint{}
+	case err != nil && !errors.Is(err, chain.ErrNoCheckpoint):
 		return nil, err
 	}
 	return &checkpointer{

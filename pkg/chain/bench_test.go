@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/mod/sumdb/note"
 )
 
 // Benchmarks (go test -run '^$' -bench . ./pkg/chain). The 10,000,000-block
@@ -118,7 +116,7 @@ func getFixture(b *testing.B, n int) *fixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	signer, err := note.NewSigner(skey)
+	signer, err := NewSigner(skey)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -222,22 +222,32 @@ func (s *Store) Origin(ctx context.Context) (string, error) {
 // SignOptions say how SignCheckpoint signs.
 type SignOptions struct {
 	Signer note.Signer
+	// Verifier is Signer's public key, which checks the checkpoint
+	// already in File before it is replaced. Nil means the one derived
+	// from Signer, which then must come from LoadSigner or NewSigner.
+	Verifier note.Verifier
 	// Origin names the log in the checkpoint; empty means
 	// DefaultOrigin(chain ID).
 	Origin string
-	// File, when set, also receives the new checkpoint, as
-	// WriteCheckpointFile writes it.
+	// File, when set, also receives the new checkpoint (atomically, mode
+	// 0600), once the chain checks out against the checkpoint it holds.
 	File string
 	// Now stamps the stored checkpoint; nil means time.Now.
 	Now func() time.Time
 }
 
 // SignCheckpoint signs the current tree head, stores the checkpoint and,
-// with opts.File, writes it to that file. When the file already holds a
-// checkpoint this chain does not extend (another origin, a larger tree, or
-// a different root at its size: the database was rolled back or
-// rewritten), it signs nothing and returns a *MismatchError, leaving the
-// file as evidence.
+// with opts.File, writes it to that file.
+//
+// When the file already holds a checkpoint, SignCheckpoint first checks it
+// with the signer's own key and verifies the chain from it to the head as
+// incremental Verify does (the stored tree has its root, the blocks after
+// it re-hashed with their tree hashes, the new tree extends it), and signs
+// the tree head that verification found. When anything fails (a
+// checkpoint signed by another key or for another origin, a chain that is
+// shorter, rewritten or does not extend it) it signs nothing and returns
+// a *MismatchError, leaving the file as evidence: signing a rewritten
+// history would launder it.
 func (s *Store) SignCheckpoint(ctx context.Context, opts SignOptions) (Checkpoint, error) {
 	var c Checkpoint
 	if opts.Signer == nil {
@@ -247,19 +257,14 @@ func (s *Store) SignCheckpoint(ctx context.Context, opts SignOptions) (Checkpoin
 	if err != nil {
 		return c, err
 	}
-	var th TreeHead
-	err = s.readTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if th, err = s.treeHeadTx(ctx, tx); err != nil {
-			return fmt.Errorf("chain %s: tree head: %w", s.path, err)
-		}
-		if opts.File != "" {
-			return s.checkFileExtends(ctx, tx, opts.File, origin, th)
-		}
-		return nil
-	})
+	th, checked, err := s.extendFile(ctx, opts, origin)
 	if err != nil {
 		return c, err
+	}
+	if !checked {
+		if th, err = s.TreeHead(ctx); err != nil {
+			return c, err
+		}
 	}
 	msg, err := note.Sign(&note.Note{Text: string(FormatCheckpoint(origin, th.Size, th.Root))}, opts.Signer)
 	if err != nil {
@@ -287,6 +292,50 @@ func (s *Store) SignCheckpoint(ctx context.Context, opts SignOptions) (Checkpoin
 	return c, nil
 }
 
+// extendFile verifies the chain from the checkpoint in opts.File, when
+// there is one, and returns the tree head it verified (checked true). The
+// checkpoint's signature is checked with the signer's own key: its size
+// and root are what the new checkpoint vouches the chain extends.
+func (s *Store) extendFile(ctx context.Context, opts SignOptions, origin string) (th TreeHead, checked bool, err error) {
+	if opts.File == "" {
+		return th, false, nil
+	}
+	msg, err := os.ReadFile(opts.File)
+	if errors.Is(err, fs.ErrNotExist) {
+		return th, false, nil
+	}
+	if err != nil {
+		return th, false, fmt.Errorf("checkpoint file %s: %w", opts.File, err)
+	}
+	if _, err := ParseCheckpoint(noteText(msg)); err != nil {
+		return th, false, fmt.Errorf("checkpoint file %s: %w; move it away to start a new one", opts.File, err)
+	}
+	v := opts.Verifier
+	if v == nil {
+		if v, err = VerifierFor(opts.Signer); err != nil {
+			return th, false, fmt.Errorf("sign checkpoint: %w: set SignOptions.Verifier to check the checkpoint file %s with", err, opts.File)
+		}
+	}
+	if v.Name() != opts.Signer.Name() || v.KeyHash() != opts.Signer.KeyHash() {
+		return th, false, fmt.Errorf("sign checkpoint: %w: the verifier key %s+%08x is not the signing key's (%s+%08x)",
+			ErrBadKey, v.Name(), v.KeyHash(), opts.Signer.Name(), opts.Signer.KeyHash())
+	}
+	res, err := s.Verify(ctx, VerifyOptions{Trust: &Trust{Checkpoint: msg, Verifier: v, Origin: origin}, Incremental: true})
+	var me *MismatchError
+	if errors.As(err, &me) {
+		f := me.Failure
+		f.Detail = fmt.Sprintf("checkpoint file %s: %s; refusing to overwrite it", opts.File, f.Detail)
+		return th, false, &MismatchError{Failure: f}
+	}
+	if err != nil {
+		return th, false, fmt.Errorf("checkpoint file %s: verify the chain from it: %w", opts.File, err)
+	}
+	if res.Tree == nil {
+		return th, false, fmt.Errorf("checkpoint file %s: verification found no tree head", opts.File)
+	}
+	return *res.Tree, true, nil
+}
+
 func (s *Store) resolveOrigin(ctx context.Context, origin string) (string, error) {
 	if origin == "" {
 		return s.Origin(ctx)
@@ -298,9 +347,57 @@ func (s *Store) resolveOrigin(ctx context.Context, origin string) (string, error
 }
 
 // LatestCheckpoint returns the checkpoint signed last (ErrNoCheckpoint
-// when there is none).
+// when there is none), as its database row says: the size, root and time
+// columns are not checked against the signed note. Decide nothing on it;
+// seed a CheckpointPolicy with LatestTrustedCheckpoint.
 func (s *Store) LatestCheckpoint(ctx context.Context) (Checkpoint, error) {
 	return s.latestCheckpoint(ctx, s.db, 0)
+}
+
+// LatestTrustedCheckpoint returns the checkpoint signed last once it
+// checks out: its note is signed by v's key for origin (empty means the
+// chain's DefaultOrigin), its columns are what the note says, and its
+// tree is no larger than the chain. A writer seeds its CheckpointPolicy
+// with it: a forged row (say, of size 2^62) would otherwise keep the
+// policy from ever signing again. When the newest row does not check out
+// it returns the zero Checkpoint and an error wrapping ErrBadCheckpoint,
+// for the caller to log before starting from zero (a checkpoint is then
+// due at once); ErrNoCheckpoint when none has been signed.
+func (s *Store) LatestTrustedCheckpoint(ctx context.Context, v note.Verifier, origin string) (Checkpoint, error) {
+	origin, err := s.resolveOrigin(ctx, origin)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	var (
+		c    Checkpoint
+		head Block
+	)
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if c, err = s.latestCheckpoint(ctx, tx, 0); err != nil {
+			return err
+		}
+		head, err = scanHead(tx.StmtContext(ctx, s.head).QueryRowContext(ctx))
+		return err
+	})
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	bad := func(format string, args ...any) (Checkpoint, error) {
+		return Checkpoint{}, fmt.Errorf("chain %s: the latest stored checkpoint (row of size %d) is ignored: %w: %s",
+			s.path, c.Size, ErrBadCheckpoint, fmt.Sprintf(format, args...))
+	}
+	signed, f := openCheckpoint([]byte(c.Note), v, origin)
+	if f != nil {
+		return bad("%s: %s", f.Reason, f.Detail)
+	}
+	if signed.Origin != c.Origin || signed.Size != c.Size || signed.Root != c.Root {
+		return bad("its columns say size %d root %s, its signed note size %d root %s", c.Size, c.Root, signed.Size, signed.Root)
+	}
+	if size := head.Height + 1; c.Size > size {
+		return bad("it signs %d blocks, the chain has %d", c.Size, size)
+	}
+	return c, nil
 }
 
 // latestCheckpoint returns the newest checkpoint whose tree is larger than
@@ -332,80 +429,12 @@ func (s *Store) latestCheckpoint(ctx context.Context, q interface {
 	return c, nil
 }
 
-// WriteCheckpointFile writes the latest checkpoint to path, atomically and
-// with mode 0600, under the same rule as SignCheckpoint: a file holding a
-// checkpoint this chain does not extend is left alone (*MismatchError).
-func (s *Store) WriteCheckpointFile(ctx context.Context, path string) (Checkpoint, error) {
-	var c Checkpoint
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if c, err = s.latestCheckpoint(ctx, tx, 0); err != nil {
-			return err
-		}
-		root, err := tlog.TreeHash(int64(c.Size), s.txReader(ctx, tx))
-		if err != nil {
-			return fmt.Errorf("chain %s: tree of size %d: %w", s.path, c.Size, err)
-		}
-		if Hash(root) != c.Root {
-			return &MismatchError{Failure: Failure{Height: c.Size - 1, Reason: ReasonCheckpointMismatch,
-				Detail: fmt.Sprintf("the latest stored checkpoint signs root %s for size %d, the stored tree has %s", c.Root, c.Size, Hash(root))}}
-		}
-		return s.checkFileExtends(ctx, tx, path, c.Origin, TreeHead{Size: c.Size, Root: c.Root})
-	})
-	if err != nil {
-		return c, err
-	}
-	if err := writeFileAtomic(path, []byte(c.Note)); err != nil {
-		return c, fmt.Errorf("checkpoint file %s: %w", path, err)
-	}
-	return c, nil
-}
-
-// checkFileExtends reports whether the checkpoint already in path (if any)
-// is one this chain, with tree head th, extends: same origin, no larger,
-// and the same root at its size in the stored tree. It reads the file's
-// text without checking the signature: the point is not to destroy
-// evidence, which needs no key.
-func (s *Store) checkFileExtends(ctx context.Context, tx *sql.Tx, path, origin string, th TreeHead) error {
-	msg, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("checkpoint file %s: %w", path, err)
-	}
-	old, err := ParseCheckpoint(noteText(msg))
-	if err != nil {
-		return fmt.Errorf("checkpoint file %s: %w; move it away to start a new one", path, err)
-	}
-	refuse := func(height uint64, reason Reason, format string, args ...any) error {
-		return &MismatchError{Failure: Failure{Height: height, Reason: reason,
-			Detail: fmt.Sprintf("checkpoint file %s: ", path) + fmt.Sprintf(format, args...) + "; refusing to overwrite it"}}
-	}
-	if old.Origin != origin {
-		return refuse(0, ReasonCheckpointOrigin, "it is for origin %q, this chain's is %q", old.Origin, origin)
-	}
-	if old.Size > th.Size {
-		return refuse(th.Size, s.behindReason(ctx, tx, th.Size), "it signs a tree of %d blocks, the chain has %d: the database was truncated or replaced by an older copy", old.Size, th.Size)
-	}
-	if old.Size == 0 {
-		return nil
-	}
-	root, err := tlog.TreeHash(int64(old.Size), s.txReader(ctx, tx))
-	if err != nil {
-		return fmt.Errorf("chain %s: tree of size %d: %w", s.path, old.Size, err)
-	}
-	if Hash(root) != old.Root {
-		return refuse(old.Size-1, ReasonCheckpointMismatch, "it signs root %s for the first %d blocks, the stored tree has %s: blocks it covers were rewritten", old.Root, old.Size, Hash(root))
-	}
-	return nil
-}
-
 // behindReason tells a chain cut short (the tree still holds hashes of
-// blocks that are gone) from a whole older copy.
-func (s *Store) behindReason(ctx context.Context, tx *sql.Tx, size uint64) Reason {
-	var maxID sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT max(id) FROM tree`).Scan(&maxID); err == nil && maxID.Valid && maxID.Int64 >= tlog.StoredHashCount(int64(size)) {
+// blocks that are gone) from a whole older copy. It reads the head and the
+// tree's end in tx, so a writer appending meanwhile changes neither.
+func (s *Store) behindReason(ctx context.Context, tx *sql.Tx) Reason {
+	head, maxID, err := s.treeEndTx(ctx, tx)
+	if err == nil && maxID.Valid && maxID.Int64 >= tlog.StoredHashCount(int64(head.Height+1)) {
 		return ReasonTruncated
 	}
 	return ReasonRolledBack

@@ -91,7 +91,7 @@ func FuzzParseCheckpoint(f *testing.F) {
 			if !bytes.HasPrefix(text, FormatCheckpoint(c.Origin, c.Size, c.Root)) || c.KeyName != "fuzz" {
 				t.Fatalf("opened %+v from %q", c, text)
 			}
-		case !errors.As(err, &me) || !errors.Is(err, ErrMismatch) || !me.Failure.Reason.heightless():
+		case !errors.As(err, &me) || !errors.Is(err, ErrMismatch) || !me.Failure.Reason.Heightless():
 			t.Fatalf("OpenCheckpoint error %v is not a checkpoint mismatch", err)
 		}
 	})
@@ -103,7 +103,7 @@ func fuzzKey(tb testing.TB) keypair {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, err := note.NewSigner(skey)
+	s, err := NewSigner(skey)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -167,15 +167,16 @@ func TestSignCheckpoint(t *testing.T) {
 	if err != nil || c2.Origin != "host.example/ghostbridge" || c2.Size != 15 {
 		t.Fatalf("custom origin: %+v, %v", c2, err)
 	}
-	if _, err := s.WriteCheckpointFile(t.Context(), file); !errors.Is(err, ErrMismatch) {
-		t.Fatalf("WriteCheckpointFile over another origin's checkpoint: %v, want a mismatch", err)
+	var me *MismatchError
+	if _, err := s.SignCheckpoint(t.Context(), SignOptions{Signer: key.signer, Origin: "host.example/ghostbridge", File: file}); !errors.As(err, &me) || me.Failure.Reason != ReasonCheckpointOrigin {
+		t.Fatalf("signing into another origin's checkpoint file: %v, want checkpoint_wrong_origin", err)
 	}
-	c3, err := s.SignCheckpoint(t.Context(), SignOptions{Signer: key.signer})
-	if err != nil {
-		t.Fatal(err)
+	if msg, _ := os.ReadFile(file); string(msg) != c.Note {
+		t.Fatal("a refused checkpoint replaced the file")
 	}
-	if w, err := s.WriteCheckpointFile(t.Context(), file); err != nil || w.Note != c3.Note {
-		t.Fatalf("WriteCheckpointFile = %+v, %v", w, err)
+	c3, err := s.SignCheckpoint(t.Context(), SignOptions{Signer: key.signer, File: file})
+	if err != nil || c3.Size != 15 {
+		t.Fatalf("SignCheckpoint = %+v, %v", c3, err)
 	}
 	if msg, _ := os.ReadFile(file); string(msg) != c3.Note {
 		t.Fatal("the file does not hold the newest checkpoint")
@@ -262,5 +263,124 @@ func TestCheckpointPolicyDrivesSigning(t *testing.T) {
 	msg, _ := os.ReadFile(file)
 	if _, f := verify(t, s, VerifyOptions{Trust: &Trust{Checkpoint: msg, Verifier: key.verifier}, Incremental: true}); f != nil {
 		t.Fatal(f)
+	}
+}
+
+// TestSignCheckpointChecksTheFileSignature: the checkpoint in the file is
+// only a baseline once the signer's own key vouches for it.
+func TestSignCheckpointChecksTheFileSignature(t *testing.T) {
+	ctx := t.Context()
+	s, key, other := newStore(t), newKeypair(t, "host"), newKeypair(t, "host")
+	fill(t, s, 9)
+	file := filepath.Join(t.TempDir(), "checkpoint")
+	th, err := s.TreeHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin, err := s.Origin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted, err := note.Sign(&note.Note{Text: string(FormatCheckpoint(origin, th.Size, th.Root))}, other.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, planted, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var me *MismatchError
+	if _, err := s.SignCheckpoint(ctx, SignOptions{Signer: key.signer, File: file}); !errors.As(err, &me) || me.Failure.Reason != ReasonCheckpointKey {
+		t.Fatalf("signing over a checkpoint by another key: %v, want checkpoint_unknown_key", err)
+	}
+	if now, _ := os.ReadFile(file); string(now) != string(planted) {
+		t.Fatal("the file was overwritten")
+	}
+	bumped := []byte(strings.Replace(string(planted), "\n10\n", "\n9\n", 1))
+	if err := os.WriteFile(file, bumped, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SignCheckpoint(ctx, SignOptions{Signer: other.signer, File: file}); !errors.As(err, &me) || me.Failure.Reason != ReasonCheckpointSignature {
+		t.Fatalf("signing over an edited checkpoint: %v, want checkpoint_bad_signature", err)
+	}
+
+	// A signer that does not carry its verifier needs SignOptions.Verifier.
+	if err := os.WriteFile(file, planted, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bare := struct{ note.Signer }{other.signer}
+	if _, err := VerifierFor(bare); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("VerifierFor(a bare signer) = %v, want ErrBadKey", err)
+	}
+	if _, err := s.SignCheckpoint(ctx, SignOptions{Signer: bare, File: file}); err == nil || errors.Is(err, ErrMismatch) {
+		t.Fatalf("signing with no verifier: %v, want an error asking for one", err)
+	}
+	if _, err := s.SignCheckpoint(ctx, SignOptions{Signer: bare, Verifier: key.verifier, File: file}); !errors.Is(err, ErrBadKey) {
+		t.Fatalf("signing with another key's verifier: %v, want ErrBadKey", err)
+	}
+	more(t, s, 3)
+	c, err := s.SignCheckpoint(ctx, SignOptions{Signer: bare, Verifier: other.verifier, File: file})
+	if err != nil || c.Size != 13 {
+		t.Fatalf("SignCheckpoint with its verifier = %+v, %v", c, err)
+	}
+}
+
+// TestLatestTrustedCheckpoint forges checkpoint rows: none may seed the
+// signing policy.
+func TestLatestTrustedCheckpoint(t *testing.T) {
+	ctx := t.Context()
+	s, key, other := newStore(t), newKeypair(t, "host"), newKeypair(t, "intruder")
+	if _, err := s.LatestTrustedCheckpoint(ctx, key.verifier, ""); !errors.Is(err, ErrNoCheckpoint) {
+		t.Fatalf("before any: %v, want ErrNoCheckpoint", err)
+	}
+	fill(t, s, 9)
+	c, err := s.SignCheckpoint(ctx, SignOptions{Signer: key.signer, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LatestTrustedCheckpoint(ctx, key.verifier, ""); err != nil || got != c {
+		t.Fatalf("LatestTrustedCheckpoint = %+v, %v; want %+v", got, err, c)
+	}
+	other10, err := s.SignCheckpoint(ctx, SignOptions{Signer: other.signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := CheckpointPolicy{Blocks: 5}
+	for _, tc := range []struct {
+		name string
+		row  string // an INSERT INTO checkpoints ... VALUES row
+	}{
+		{"size column bumped to 2^62", fmt.Sprintf(`(0, '%s', %d, x'%x', 'host', '%s', '%s')`, c.Origin, int64(1)<<62, c.Root[:], c.KeyID, c.Note)},
+		{"note edited", fmt.Sprintf(`(0, '%s', 1000, x'%x', 'host', '%s', '%s')`, c.Origin, c.Root[:], c.KeyID, strings.Replace(c.Note, "\n10\n", "\n1000\n", 1))},
+		{"another key's note", fmt.Sprintf(`(0, '%s', 10, x'%x', 'intruder', '%s', '%s')`, c.Origin, c.Root[:], other10.KeyID, other10.Note)},
+		{"another origin", func() string {
+			msg, err := note.Sign(&note.Note{Text: string(FormatCheckpoint("elsewhere", 10, c.Root))}, key.signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fmt.Sprintf(`(0, 'elsewhere', 10, x'%x', 'host', '%s', '%s')`, c.Root[:], c.KeyID, msg)
+		}()},
+		{"a tree larger than the chain", func() string {
+			msg, err := note.Sign(&note.Note{Text: string(FormatCheckpoint(c.Origin, 1000, c.Root))}, key.signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fmt.Sprintf(`(0, '%s', 1000, x'%x', 'host', '%s', '%s')`, c.Origin, c.Root[:], c.KeyID, msg)
+		}()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := s.db.Exec(`INSERT INTO checkpoints (time_ns, origin, size, root, key_name, key_id, note) VALUES ` + tc.row)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, _ := res.LastInsertId()
+			defer s.db.Exec(`DELETE FROM checkpoints WHERE id = ?`, id) //nolint:errcheck
+			got, err := s.LatestTrustedCheckpoint(ctx, key.verifier, "")
+			if !errors.Is(err, ErrBadCheckpoint) || got != (Checkpoint{}) {
+				t.Fatalf("LatestTrustedCheckpoint = %+v, %v; want the zero checkpoint and ErrBadCheckpoint", got, err)
+			}
+			if !policy.Due(t0, 10, got) {
+				t.Error("the policy seeded from it does not sign")
+			}
+		})
 	}
 }

@@ -2,7 +2,9 @@ package chain
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"unicode"
 	"unicode/utf8"
 
@@ -27,8 +30,8 @@ var (
 	// ErrKeyExists: WriteKeyFile refuses to replace an existing file.
 	ErrKeyExists = errors.New("key file already exists")
 	// ErrKeyPermissions: a signing-key file is readable or writable by
-	// others than its owner.
-	ErrKeyPermissions = errors.New("signing key file permissions are wider than 0600")
+	// others than its owner, or owned by another user.
+	ErrKeyPermissions = errors.New("signing key file permissions are wider than 0600 or its owner is another user")
 	// ErrBadKey: the file or text is not a key of the expected kind.
 	ErrBadKey = errors.New("not a valid key")
 )
@@ -98,8 +101,10 @@ func WriteKeyFile(path, key string) (err error) {
 }
 
 // LoadSigner reads a signing key from path. It refuses a file whose mode
-// grants anything beyond owner read and write (ErrKeyPermissions), naming
-// the path and the mode, and a file that holds no signing key (ErrBadKey).
+// grants anything beyond owner read and write, or that another user owns
+// (ErrKeyPermissions), naming the path and the mode or owner, and a file
+// that holds no signing key (ErrBadKey). The signer it returns knows its
+// verifier (VerifierFor).
 func LoadSigner(path string) (note.Signer, error) {
 	data, err := readKeyFile(path, true)
 	if err != nil {
@@ -110,13 +115,63 @@ func LoadSigner(path string) (note.Signer, error) {
 	if !strings.HasPrefix(text, signerPrefix) {
 		return nil, fmt.Errorf("signing key %s: %w: the file does not hold a signing key (one starts with %q; is it the verifier key?)", path, ErrBadKey, signerPrefix)
 	}
-	s, err := note.NewSigner(text)
+	s, err := NewSigner(text)
 	if err != nil {
-		// note's parse errors carry no key material, but say nothing of
-		// it anyway: this message may end up in a journal.
-		return nil, fmt.Errorf("signing key %s: %w: the signing key is malformed", path, ErrBadKey)
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// signingKey is a note.Signer that also knows its verifier, so the
+// checkpoint file can be checked with the key that will replace it.
+type signingKey struct {
+	note.Signer
+	verifier note.Verifier
+}
+
+// NewSigner parses a signing key in note's text form. The signer it
+// returns knows its verifier (VerifierFor).
+func NewSigner(skey string) (note.Signer, error) {
+	// note's parse errors carry no key material, but say nothing of the
+	// key anyway: this message may end up in a journal.
+	malformed := fmt.Errorf("%w: the signing key is malformed", ErrBadKey)
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, malformed
+	}
+	v, err := verifierOf(skey)
+	if err != nil {
+		return nil, malformed
+	}
+	return &signingKey{Signer: s, verifier: v}, nil
+}
+
+// verifierOf derives the verifier key from a signing key's text
+// ("PRIVATE+KEY+<name>+<hash>+<base64 of 0x01 and the Ed25519 seed>").
+// note.NewVerifier checks the key hash, so a mismatch cannot pass.
+func verifierOf(skey string) (note.Verifier, error) {
+	parts := strings.SplitN(strings.TrimPrefix(skey, signerPrefix), "+", 3)
+	if len(parts) != 3 {
+		return nil, ErrBadKey
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[2])
+	defer clear(raw)
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		return nil, ErrBadKey
+	}
+	priv := ed25519.NewKeyFromSeed(raw[1:])
+	defer clear(priv)
+	pub := append([]byte{1}, priv.Public().(ed25519.PublicKey)...)
+	return note.NewVerifier(parts[0] + "+" + parts[1] + "+" + base64.StdEncoding.EncodeToString(pub))
+}
+
+// VerifierFor returns the verifier of a signer that LoadSigner or
+// NewSigner returned (ErrBadKey for any other note.Signer).
+func VerifierFor(s note.Signer) (note.Verifier, error) {
+	if k, ok := s.(*signingKey); ok {
+		return k.verifier, nil
+	}
+	return nil, fmt.Errorf("%w: the signer does not carry its verifier key (load it with chain.LoadSigner or chain.NewSigner)", ErrBadKey)
 }
 
 // LoadVerifier reads a verifier (public) key from path.
@@ -149,14 +204,18 @@ func NewVerifier(vkey string) (note.Verifier, error) {
 	return v, nil
 }
 
-// readKeyFile reads a key file, checking the mode of the file it opened
-// (not of the path, which could change in between) when private.
+// readKeyFile reads a key file, checking the file it opened (not the
+// path, which could change in between). It opens without blocking, so a
+// FIFO at the path is refused instead of hanging the caller; a private
+// key must be a regular file of mode 0600 or narrower owned by the
+// effective user, as ssh requires of its keys: a key another user owns
+// could have been put there, or read, by them.
 func readKeyFile(path string, private bool) ([]byte, error) {
 	what := "verifier key"
 	if private {
 		what = "signing key"
 	}
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -166,10 +225,14 @@ func readKeyFile(path string, private bool) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s: %w", what, path, err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s %s: %w: not a regular file", what, path, ErrBadKey)
+		return nil, fmt.Errorf("%s %s: %w: not a regular file (%s)", what, path, ErrBadKey, st.Mode().Type())
 	}
 	if perm := st.Mode().Perm(); private && perm&^0o600 != 0 {
 		return nil, fmt.Errorf("signing key %s: %w: mode is %04o; run: chmod 600 %s", path, ErrKeyPermissions, perm, path)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); private && ok && int(sys.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("signing key %s: %w: owned by uid %d, but ghostbridge runs as uid %d; run: chown %d %s",
+			path, ErrKeyPermissions, sys.Uid, os.Geteuid(), os.Geteuid(), path)
 	}
 	const maxKey = 4096
 	data, err := io.ReadAll(io.LimitReader(f, maxKey+1))

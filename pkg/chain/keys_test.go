@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/ghostbridge/ghostbridge/internal/testenv"
 )
 
 func TestGenerateKey(t *testing.T) {
@@ -166,5 +169,58 @@ func TestKeyNeverLogged(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), keySecret(skey)) || strings.Contains(logs.String(), "PRIVATE") {
 		t.Fatal("the signing key is in the log")
+	}
+}
+
+// TestKeyFileOwnerAndType: a signing key another user owns is refused,
+// whatever its mode, and a FIFO where a key should be is refused at once
+// rather than blocking until someone writes to it.
+func TestKeyFileOwnerAndType(t *testing.T) {
+	dir := t.TempDir()
+	skey, vkey, err := GenerateKey("host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sfile := filepath.Join(dir, "signing.key")
+	if err := WriteKeyFile(sfile, skey); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		testenv.Skip(t, "changing a file's owner needs root")
+	}
+	const nobody = 65534
+	if err := os.Chown(sfile, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadSigner(sfile)
+	if !errors.Is(err, ErrKeyPermissions) {
+		t.Fatalf("LoadSigner(a key owned by uid %d) = %v, want ErrKeyPermissions", nobody, err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, sfile) || !strings.Contains(msg, "uid 65534") || strings.Contains(msg, keySecret(skey)) {
+		t.Errorf("message %q should name the file and the owner, and no key material", msg)
+	}
+	if err := os.Chown(sfile, os.Geteuid(), os.Getegid()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadSigner(sfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := VerifierFor(s); err != nil || v.Name() != "host" || v.KeyHash() != s.KeyHash() {
+		t.Fatalf("VerifierFor(LoadSigner) = %v, %v", v, err)
+	}
+	if want, _ := NewVerifier(vkey); want == nil {
+		t.Fatal("verifier key does not parse")
+	}
+
+	fifo := filepath.Join(dir, "fifo.key")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadSigner(fifo); !errors.Is(err, ErrBadKey) {
+		t.Errorf("LoadSigner(FIFO) = %v, want ErrBadKey", err)
+	}
+	if _, err := LoadVerifier(fifo); !errors.Is(err, ErrBadKey) {
+		t.Errorf("LoadVerifier(FIFO) = %v, want ErrBadKey", err)
 	}
 }

@@ -101,15 +101,35 @@ func ParseBundle(data []byte) (Bundle, error) {
 
 // Prove returns a proof bundle for the block at height, against the newest
 // stored checkpoint that covers it (ErrNoCheckpoint when none does: sign
-// one first). It checks the proof before returning it: a block that is not
-// the one the checkpoint signs gives a *MismatchError instead.
+// one first; ErrOutOfRange beyond the head). It proves against the size
+// and root the checkpoint's note signs, and checks the proof before
+// returning it: a block that is not the one the checkpoint signs gives a
+// *MismatchError instead.
 func (s *Store) Prove(ctx context.Context, height uint64) (Bundle, error) {
 	var b Bundle
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		c, err := s.latestCheckpoint(ctx, tx, height)
+		head, err := scanHead(tx.StmtContext(ctx, s.head).QueryRowContext(ctx))
 		if err != nil {
 			return err
 		}
+		if height > head.Height {
+			return fmt.Errorf("%w: height %d, the chain holds 0..%d", ErrOutOfRange, height, head.Height)
+		}
+		row, err := s.latestCheckpoint(ctx, tx, height)
+		if err != nil {
+			return err
+		}
+		// The bundle ships the note: prove against what it signs, not
+		// against the row's columns, which nothing signs.
+		c, err := ParseCheckpoint(noteText([]byte(row.Note)))
+		if err != nil {
+			return fmt.Errorf("stored checkpoint of size %d: its note: %w", row.Size, err)
+		}
+		if c.Size <= height {
+			return fmt.Errorf("stored checkpoint: %w: its row says it covers %d blocks, its signed note %d, which do not include height %d",
+				ErrBadCheckpoint, row.Size, c.Size, height)
+		}
+		c.Note = row.Note
 		blk, err := scanBlock(tx.QueryRowContext(ctx, `SELECT `+blockColumns+` FROM blocks WHERE height = ?`, int64(height)))
 		if errors.Is(err, sql.ErrNoRows) {
 			return &MismatchError{Failure: Failure{Height: height, Reason: ReasonMissingHeight,

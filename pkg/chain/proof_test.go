@@ -66,11 +66,16 @@ func TestProveAndVerifyBundle(t *testing.T) {
 			t.Fatalf("VerifyBundle(%d) = %+v, %v", h, res, err)
 		}
 	}
+	// Beyond the head there is no block to prove; past the checkpoint,
+	// no checkpoint to prove it against yet.
+	if _, err := s.Prove(t.Context(), 100); !errors.Is(err, ErrOutOfRange) {
+		t.Errorf("Prove beyond the head: %v, want ErrOutOfRange", err)
+	}
+	more(t, s, 3)
 	if _, err := s.Prove(t.Context(), 100); !errors.Is(err, ErrNoCheckpoint) {
 		t.Errorf("Prove past the checkpoint: %v, want ErrNoCheckpoint", err)
 	}
 	// A newer checkpoint is used once there is one.
-	more(t, s, 3)
 	c2, err := s.SignCheckpoint(t.Context(), SignOptions{Signer: key.signer})
 	if err != nil {
 		t.Fatal(err)
@@ -295,4 +300,36 @@ func FuzzParseBundle(f *testing.F) {
 			t.Fatalf("VerifyBundle error %v, result %+v", err, res)
 		}
 	})
+}
+
+// TestProveUsesTheSignedNote forges a checkpoint row's size and root
+// columns (to a larger tree the stored one has): the bundle ships the
+// note, so the proof must be against what the note signs.
+func TestProveUsesTheSignedNote(t *testing.T) {
+	ctx := t.Context()
+	s, key := newStore(t), newKeypair(t, "host")
+	fill(t, s, 9)
+	c, err := s.SignCheckpoint(ctx, SignOptions{Signer: key.signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	more(t, s, 10)
+	th, err := s.TreeHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(`UPDATE checkpoints SET size = ?, root = ?`, int64(th.Size), th.Root[:]); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Prove(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := VerifyBundle(b.Bytes(), key.verifier, c.Origin); err != nil || !res.OK {
+		t.Fatalf("the bundle for 5 does not verify: %+v, %v", res, err)
+	}
+	// The row claims height 15; the note does not cover it.
+	if b, err := s.Prove(ctx, 15); !errors.Is(err, ErrBadCheckpoint) {
+		t.Fatalf("Prove(15) = %v (bundle of %d bytes), want ErrBadCheckpoint", err, len(b.Bytes()))
+	}
 }

@@ -174,8 +174,9 @@ func (tw *treeWriter) add(n uint64, rec []byte) error {
 }
 
 // buildTree is the migration to schema version 2: it computes the tree
-// hashes of the blocks a version 1 chain already holds. It stops at the
-// first missing height, leaving the rest to verification to report.
+// hashes of the blocks a version 1 chain already holds. A chain with a
+// missing height fails the migration (ErrNotChain, naming the height): a
+// tree that stopped at the gap would make every later append fail.
 func buildTree(ctx context.Context, s *Store, tx *sql.Tx) error {
 	tw := &treeWriter{ctx: ctx}
 	var err error
@@ -218,8 +219,8 @@ func buildTree(ctx context.Context, s *Store, tx *sql.Tx) error {
 			next++
 		}
 		if gap {
-			s.log.Warn("chain has a missing block: the Merkle tree stops before it; run chain verify", "db", s.path, "height", next)
-			return nil
+			return fmt.Errorf("%w: no block at height %d: a version 1 chain with a missing block cannot get its Merkle tree; "+
+				"the file is left at version 1, unchanged (inspect it with sqlite3, or verify it with the ghostbridge that wrote it)", ErrNotChain, next)
 		}
 		if len(recs) < chunk {
 			return nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func newKeypair(t *testing.T, name string) keypair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := note.NewSigner(skey)
+	s, err := NewSigner(skey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,9 +486,6 @@ func TestDatabaseReplacedByOlderCopy(t *testing.T) {
 	if !errors.As(err, &me) || me.Failure.Reason != ReasonRolledBack {
 		t.Fatalf("SignCheckpoint on the old copy: %v, want rolled_back", err)
 	}
-	if _, err := s.WriteCheckpointFile(ctx, cpFile); !errors.As(err, &me) || me.Failure.Reason != ReasonRolledBack {
-		t.Fatalf("WriteCheckpointFile on the old copy: %v, want rolled_back", err)
-	}
 	if now, _ := os.ReadFile(cpFile); string(now) != string(trusted) {
 		t.Fatal("the checkpoint file was overwritten")
 	}
@@ -673,5 +671,212 @@ func TestTrustedFullAcrossSegments(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// storedHash reads one stored tree hash.
+func storedHash(t *testing.T, s *Store, id int64) []byte {
+	t.Helper()
+	var h []byte
+	if err := s.db.QueryRow(`SELECT hash FROM tree WHERE id = ?`, id).Scan(&h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func setStoredHash(t *testing.T, s *Store, id int64, h []byte) {
+	t.Helper()
+	if _, err := s.db.Exec(`UPDATE tree SET hash = ? WHERE id = ?`, h, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSignCheckpointRefusesRewrittenHistory is the attack on signing: a
+// checkpoint at 60 in the file; the chain grows to 120; block 5 is
+// altered, the chain rehashed and the tree rebuilt, except the four
+// stored nodes the root at 60 is computed from, which are put back. The
+// tree then still has the file's root at its size, but the blocks after
+// the checkpoint no longer give the stored nodes: signing must refuse,
+// leave the file alone, and verification from it must fail once the
+// rebuilt nodes are restored.
+func TestSignCheckpointRefusesRewrittenHistory(t *testing.T) {
+	for _, seg := range []uint64{8, segmentSize} {
+		t.Run(fmt.Sprintf("segment=%d", seg), func(t *testing.T) {
+			old := segmentSize
+			segmentSize = seg
+			t.Cleanup(func() { segmentSize = old })
+			ctx := t.Context()
+			s, key := newStore(t), newKeypair(t, "host")
+			file := filepath.Join(t.TempDir(), "checkpoint")
+			fill(t, s, 59)
+			if _, err := s.SignCheckpoint(ctx, SignOptions{Signer: key.signer, File: file}); err != nil {
+				t.Fatal(err)
+			}
+			more(t, s, 60)
+			trusted, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := map[int64][]byte{}
+			for _, id := range decomposition(60) { // (5,0) (4,2) (3,6) (2,14)
+				kept[id] = storedHash(t, s, id)
+			}
+			sqlite3(t, s.Path(), `UPDATE blocks SET payload = replace(payload, '"generation":7', '"generation":8') WHERE height = 5`)
+			rehash(t, s, 5)
+			rebuildTree(t, s)
+			rebuilt := map[int64][]byte{}
+			for id, h := range kept {
+				rebuilt[id] = storedHash(t, s, id)
+				setStoredHash(t, s, id, h)
+			}
+			signed, err := ParseCheckpoint(noteText(trusted))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if root, err := tlog.TreeHash(60, treeReader{ctx: ctx, stmt: s.readTree}); err != nil || Hash(root) != signed.Root {
+				t.Fatalf("set-up: the doctored tree should have the signed root at 60 (%v)", err)
+			}
+			var me *MismatchError
+			c, err := s.SignCheckpoint(ctx, SignOptions{Signer: key.signer, File: file})
+			if !errors.As(err, &me) {
+				t.Fatalf("SignCheckpoint over a rewritten history = %+v, %v; want a mismatch", c, err)
+			}
+			if me.Failure.Reason != ReasonTreeMismatch || me.Failure.Height != 59 {
+				t.Errorf("refusal %+v, want tree_mismatch at 59", me.Failure)
+			}
+			if now, _ := os.ReadFile(file); string(now) != string(trusted) {
+				t.Fatal("the checkpoint file was overwritten")
+			}
+			if _, err := s.LatestTrustedCheckpoint(ctx, key.verifier, ""); err != nil {
+				t.Fatal(err)
+			}
+			if latest, _ := s.LatestCheckpoint(ctx); latest.Size != 60 {
+				t.Fatalf("a checkpoint of %d was stored", latest.Size)
+			}
+			for id, h := range rebuilt {
+				setStoredHash(t, s, id, h)
+			}
+			trust := &Trust{Checkpoint: trusted, Verifier: key.verifier}
+			for _, incremental := range []bool{false, true} {
+				if _, f := verify(t, s, VerifyOptions{Trust: trust, Incremental: incremental}); f == nil {
+					t.Errorf("incremental=%v: the rewritten chain checks out against the file", incremental)
+				}
+			}
+			if _, err := s.Prove(ctx, 5); err == nil {
+				t.Error("Prove(5) vouched for the forged block")
+			}
+		})
+	}
+}
+
+// TestIncrementalVerifyChecksUpperNodes forges the stored nodes above
+// whole segments after the checkpoint, consistently among themselves, so
+// the tree head (and a consistency proof to the checkpoint) commits to
+// blocks that are not there: every segment's own subtree root is still
+// the blocks', so only comparing the nodes above them finds it.
+func TestIncrementalVerifyChecksUpperNodes(t *testing.T) {
+	old := segmentSize
+	segmentSize = 8
+	t.Cleanup(func() { segmentSize = old })
+	ctx := t.Context()
+	s, key := newStore(t), newKeypair(t, "host")
+	file := filepath.Join(t.TempDir(), "checkpoint")
+	fill(t, s, 9)
+	if _, err := s.SignCheckpoint(ctx, SignOptions{Signer: key.signer, File: file}); err != nil {
+		t.Fatal(err)
+	}
+	more(t, s, 30) // 40 blocks: segments 16..23 and 24..31 are whole and new
+	trusted, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := &Trust{Checkpoint: trusted, Verifier: key.verifier}
+	if _, f := verify(t, s, VerifyOptions{Trust: trust, Incremental: true}); f != nil {
+		t.Fatalf("untouched: %+v", f)
+	}
+	forged := tlog.NodeHash(tlog.Hash(sha256.Sum256([]byte("forged left"))), tlog.Hash(sha256.Sum256([]byte("forged right"))))
+	left := tlog.Hash(storedHash(t, s, tlog.StoredHashIndex(4, 0)))
+	top := tlog.NodeHash(left, forged)
+	setStoredHash(t, s, tlog.StoredHashIndex(4, 1), forged[:])
+	setStoredHash(t, s, tlog.StoredHashIndex(5, 0), top[:])
+
+	res, f := verify(t, s, VerifyOptions{Trust: trust, Incremental: true})
+	if f == nil || f.Reason != ReasonTreeMismatch || f.Height != 31 {
+		t.Fatalf("incremental: %+v (tree %+v), want tree_mismatch at 31", f, res.Tree)
+	}
+	if _, f := verify(t, s, VerifyOptions{Trust: trust}); f == nil || f.Reason != ReasonTreeMismatch || f.Height != 31 {
+		t.Errorf("full: %+v, want tree_mismatch at 31", f)
+	}
+	var me *MismatchError
+	if _, err := s.SignCheckpoint(ctx, SignOptions{Signer: key.signer, File: file}); !errors.As(err, &me) {
+		t.Fatalf("SignCheckpoint over forged upper nodes: %v, want a mismatch", err)
+	}
+}
+
+// TestVerifyBesideAppends verifies while another Store appends to the same
+// file, as chain verify runs beside snap run: blocks appended after
+// verification read the head are a longer chain, not a truncated one. The
+// Progress callback appends too, so every run has a block appended
+// between reading the head and checking the tree's end.
+func TestVerifyBesideAppends(t *testing.T) {
+	ctx := t.Context()
+	s, key := newStore(t), newKeypair(t, "host")
+	fill(t, s, 30)
+	file := filepath.Join(t.TempDir(), "checkpoint")
+	if _, err := s.SignCheckpoint(ctx, SignOptions{Signer: key.signer, File: file}); err != nil {
+		t.Fatal(err)
+	}
+	trusted, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(ctx, s.Path(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var n atomic.Int64
+	appendOne := func() error {
+		i := n.Add(1)
+		at := t0.Add(time.Hour + time.Duration(i)*time.Second)
+		_, err := w.Append(ctx, snapEvent(KindSnapshotCreated, at, fmt.Sprintf("beside-%d", i)))
+		return err
+	}
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := appendOne(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for i := range 10 {
+		opts := VerifyOptions{Progress: func(done, total uint64) {
+			if done == total {
+				if err := appendOne(); err != nil {
+					t.Error(err)
+				}
+			}
+		}}
+		if i >= 5 {
+			opts.Trust, opts.Incremental = &Trust{Checkpoint: trusted, Verifier: key.verifier}, true
+		}
+		if _, f := verify(t, s, opts); f != nil {
+			t.Errorf("run %d (incremental %v): %s at %d: %s", i, opts.Incremental, f.Reason, f.Height, f.Detail)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, f := verify(t, s, VerifyOptions{}); f != nil {
+		t.Fatalf("after the appends: %+v", f)
 	}
 }

@@ -54,9 +54,10 @@ const (
 	ReasonBadBundle           Reason = "bad_bundle"               // not a proof bundle in canonical form
 )
 
-// heightless reports whether a failure for reason concerns a file rather
-// than a height.
-func (r Reason) heightless() bool {
+// Heightless reports whether a failure for reason concerns a file (a
+// checkpoint or a proof bundle) rather than a height: its Failure.Height
+// is 0 and means nothing.
+func (r Reason) Heightless() bool {
 	switch r {
 	case ReasonCheckpointSignature, ReasonCheckpointKey, ReasonCheckpointOrigin, ReasonCheckpointMalformed, ReasonBadBundle:
 		return true
@@ -85,7 +86,7 @@ type MismatchError struct {
 // hash_mismatch: ...".
 func (e *MismatchError) Error() string {
 	f := e.Failure
-	if f.Reason.heightless() {
+	if f.Reason.Heightless() {
 		return fmt.Sprintf("%v: %s: %s", ErrMismatch, f.Reason, f.Detail)
 	}
 	return fmt.Sprintf("%v at height %d: %s: %s", ErrMismatch, f.Height, f.Reason, f.Detail)
@@ -122,9 +123,12 @@ type VerifyOptions struct {
 	Trust *Trust
 	// Incremental, which needs Trust and no From or To, checks the trusted
 	// checkpoint against the stored tree and re-hashes only the blocks
-	// after it (from its last block on), so its cost does not grow with
-	// the chain. Blocks the checkpoint covers are taken as the tree
-	// commits to them: a full verification re-reads them.
+	// after it (from its last block on), comparing every tree hash they
+	// stored with its recomputation from their records and the nodes the
+	// checkpoint's root authenticates, so its cost does not grow with the
+	// chain and the tree head it reports is the blocks'. Blocks the
+	// checkpoint covers are taken as the tree commits to them: a full
+	// verification re-reads them.
 	Incremental bool
 
 	skipTree bool // benchmarks only: the chain checks without the tree's
@@ -190,7 +194,7 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, e
 		c.Note = ""
 		cp, res.Checkpoint = &c, &c
 		if c.Size > size {
-			return failed(res, &Failure{Height: size, Reason: s.behindReasonDB(ctx, size),
+			return failed(res, &Failure{Height: size, Reason: s.behindReasonDB(ctx),
 				Detail: fmt.Sprintf("the trusted checkpoint signs %d blocks, the chain has %d: the database was cut short or replaced by an older copy", c.Size, size)})
 		}
 	}
@@ -229,7 +233,9 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, e
 		return res, fmt.Errorf("chain %s: verify: %w", s.path, err)
 	}
 	if f == nil && to == head.Height && !opts.skipTree {
-		f = s.checkTreeEnd(ctx, size)
+		if f, err = s.checkTreeEnd(ctx); err != nil {
+			return res, err
+		}
 	}
 	if f != nil {
 		f = s.classify(ctx, f)
@@ -381,23 +387,46 @@ func (s *Store) checkCheckpointLinks(ctx context.Context, c Checkpoint, size uin
 func lastHeight(size uint64) uint64 { return max(size, 1) - 1 }
 
 // checkTreeEnd reports a tree holding hashes beyond the last block: blocks
-// were deleted from the end of the chain.
-func (s *Store) checkTreeEnd(ctx context.Context, size uint64) *Failure {
-	var maxID sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, `SELECT max(id) FROM tree`).Scan(&maxID); err != nil || !maxID.Valid {
-		return nil // an empty tree is reported by the block checks
+// were deleted from the end of the chain. It reads the head and the tree's
+// end in one read transaction, so blocks a writer appends while Verify
+// runs (snap run beside chain verify) are a longer chain, not a tree
+// running past it.
+func (s *Store) checkTreeEnd(ctx context.Context) (*Failure, error) {
+	var f *Failure
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		head, maxID, err := s.treeEndTx(ctx, tx)
+		if err != nil || !maxID.Valid {
+			return err // an empty tree is reported by the block checks
+		}
+		now := head.Height + 1
+		if want := tlog.StoredHashCount(int64(now)); maxID.Int64 >= want {
+			f = &Failure{Height: now, Reason: ReasonTruncated,
+				Detail: fmt.Sprintf("the chain ends at height %d, but the tree holds hashes up to block %d: blocks were deleted from the end", now-1, writerOf(maxID.Int64))}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("chain %s: tree end: %w", s.path, err)
 	}
-	if want := tlog.StoredHashCount(int64(size)); maxID.Int64 >= want {
-		return &Failure{Height: size, Reason: ReasonTruncated,
-			Detail: fmt.Sprintf("the chain ends at height %d, but the tree holds hashes up to block %d: blocks were deleted from the end", size-1, writerOf(maxID.Int64))}
-	}
-	return nil
+	return f, nil
 }
 
-func (s *Store) behindReasonDB(ctx context.Context, size uint64) Reason {
+// treeEndTx returns the head and the largest stored-hash index, as one
+// consistent pair.
+func (s *Store) treeEndTx(ctx context.Context, tx *sql.Tx) (Block, sql.NullInt64, error) {
+	var maxID sql.NullInt64
+	head, err := scanHead(tx.StmtContext(ctx, s.head).QueryRowContext(ctx))
+	if err != nil {
+		return head, maxID, err
+	}
+	err = tx.QueryRowContext(ctx, `SELECT max(id) FROM tree`).Scan(&maxID)
+	return head, maxID, err
+}
+
+func (s *Store) behindReasonDB(ctx context.Context) Reason {
 	var r Reason = ReasonRolledBack
 	_ = s.readTx(ctx, func(tx *sql.Tx) error {
-		r = s.behindReason(ctx, tx, size)
+		r = s.behindReason(ctx, tx)
 		return nil
 	})
 	return r
@@ -460,7 +489,7 @@ func (s *Store) verifyBlocks(ctx context.Context, opts VerifyOptions, to, detail
 	defer rdb.Close()
 	rdb.SetMaxOpenConns(workers)
 
-	v := &verifier{db: rdb, failAt: math.MaxUint64, tree: !opts.skipTree, detailAt: detailAt, signedBelow: signedBelow}
+	v := &verifier{db: rdb, failAt: math.MaxUint64, tree: !opts.skipTree, detailAt: detailAt, signedBelow: signedBelow, allDetailed: opts.Incremental}
 	segs := make(chan uint64)
 	results := make([]*Failure, nseg)
 	var wg sync.WaitGroup
@@ -591,6 +620,13 @@ type verifier struct {
 	// last block of every segment is still hashed, so a changed hash is
 	// found in its own segment. 0 hashes every block.
 	signedBelow uint64
+	// allDetailed compares every stored hash each block wrote, whole
+	// segments included. Incremental verification needs it: it does not
+	// check the nodes above the segments' subtree roots the way a
+	// verification from genesis does (checkUpperTree), so it checks each
+	// node against its recomputation instead, starting from the nodes the
+	// checkpoint's root authenticates.
+	allDetailed bool
 }
 
 // workspace is one worker's reusable memory.
@@ -653,7 +689,7 @@ func (v *verifier) segment(ctx context.Context, start, end uint64, ws *workspace
 	}
 	level := subtreeLevel()
 	whole := level >= 0 && start%segmentSize == 0 && end-start+1 == segmentSize
-	fast := v.tree && whole && !detailed && (v.detailAt < start || v.detailAt > end)
+	fast := v.tree && whole && !detailed && !v.allDetailed && (v.detailAt < start || v.detailAt > end)
 	detailed = v.tree && !fast
 	from := start
 	if start > 0 {

@@ -229,3 +229,17 @@ func TestVerifyFastPathMatchesStoredTree(t *testing.T) {
 		t.Fatalf("tampered chain: %+v, %v", res.Failure, err)
 	}
 }
+
+// TestReasonHeightless: the reasons about a file, not a block.
+func TestReasonHeightless(t *testing.T) {
+	for r, want := range map[Reason]bool{
+		ReasonCheckpointSignature: true, ReasonCheckpointKey: true, ReasonCheckpointOrigin: true,
+		ReasonCheckpointMalformed: true, ReasonBadBundle: true,
+		ReasonHashMismatch: false, ReasonTruncated: false, ReasonRolledBack: false,
+		ReasonCheckpointMismatch: false, ReasonBadProof: false, ReasonTreeMismatch: false,
+	} {
+		if got := r.Heightless(); got != want {
+			t.Errorf("%s.Heightless() = %v, want %v", r, got, want)
+		}
+	}
+}
