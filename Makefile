@@ -31,7 +31,7 @@ build: ## Build bin/ghostbridge with the version and commit linked in
 test: deps ## Run every test (real BTRFS and SQLite; strict when GHOSTBRIDGE_TEST_STRICT=1)
 	$(GO) test -count=1 -timeout 15m ./...
 
-deps: ## Install btrfs-progs and sqlite3 with apt-get when missing (root only)
+deps: ## Install what the tests need (btrfs-progs, sqlite3, Open vSwitch, ...) with apt-get when missing (root only)
 	@bash testdata/ci/deps.sh
 
 demo: build ## Snapshot a scratch BTRFS for ten seconds and show the chain (root)

@@ -552,3 +552,26 @@ func TestGoldenChainTrust(t *testing.T) {
 		})
 	}
 }
+
+// TestSigningKeyTextNeverEchoed puts signing-key text where a path belongs,
+// in a shape the string check does not see (a list), and checks that no
+// part of it reaches the error.
+func TestSigningKeyTextNeverEchoed(t *testing.T) {
+	dir := t.TempDir()
+	const secret = "PRIVATE+KEY+host+92ed0e06+ARzxbTHBEzbzzN9WMgSN4eiF9qypLtnvSECRETSECRET"
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte("chain:\n  signing_key: [\""+secret+"\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"--config", cfg, "config", "validate"}, {"--config", cfg, "--db", filepath.Join(dir, "chain.db"), "chain", "head"}} {
+		r := runCLI(t, cliEnv{}, args...)
+		if r.code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", args, r.code, exitUsage)
+		}
+		for _, part := range []string{"ARzxbTHB", "SECRET", "92ed0e06"} {
+			if strings.Contains(r.stdout+r.stderr, part) {
+				t.Errorf("%v: output contains key material %q:\n%s%s", args, part, r.stdout, r.stderr)
+			}
+		}
+	}
+}

@@ -152,6 +152,18 @@ func (a *App) loadConfig(cmd *cobra.Command, src configSource, layered bool) (lo
 	v.SetDefault("chain.origin", def.Chain.Origin)
 	v.SetDefault("chain.checkpoint_every", def.Chain.CheckpointEvery)
 	v.SetDefault("chain.checkpoint_interval", def.Chain.CheckpointInterval.String())
+	v.SetDefault("vector.host", def.Vector.Host)
+	v.SetDefault("vector.port", def.Vector.Port)
+	v.SetDefault("vector.tls", def.Vector.TLS)
+	v.SetDefault("vector.api_key_file", def.Vector.APIKeyFile)
+	v.SetDefault("vector.collection", def.Vector.Collection)
+	v.SetDefault("vector.dimension", def.Vector.Dimension)
+	v.SetDefault("vector.distance", def.Vector.Distance)
+	v.SetDefault("vector.batch", def.Vector.Batch)
+	v.SetDefault("vector.interval", def.Vector.Interval.String())
+	v.SetDefault("net.ovsdb_socket", def.Net.OVSDBSocket)
+	v.SetDefault("net.datapath_type", def.Net.DatapathType)
+	v.SetDefault("net.offloads", def.Net.Offloads)
 	for _, k := range configKeys {
 		if _, ok := lc.Origins[k.Key]; !ok {
 			lc.Origins[k.Key] = "default"
@@ -235,7 +247,7 @@ func unknownKeys(keys []string, path string) []Problem {
 }
 
 // configTables are the tables a config file may hold.
-var configTables = []string{"log", "snap", "chain"}
+var configTables = []string{"log", "snap", "chain", "vector", "net"}
 
 // tableKeys lists the keys directly under table ("" is the top level).
 func tableKeys(table string) []string {

@@ -33,6 +33,33 @@ Keys (TOML shown; YAML and JSON use the same names):
   origin = ""         # checkpoint origin; "" is "ghostbridge/<chain id>"
   checkpoint_every = 60        # "snap run" signs every N blocks; 0: never by count
   checkpoint_interval = "0s"   # also after this long if blocks were added; 0: never
+  [vector]
+  host = "localhost"  # Qdrant host for "vector" commands (gRPC)
+  port = 6334         # Qdrant gRPC port
+  tls = false
+  api_key_file = ""   # FILE holding the Qdrant API key; else `+apiKeyEnv+`
+  collection = "ghostbridge-events"
+  dimension = 64      # vector size; an existing collection must match
+  distance = "Cosine" # Cosine|Dot|Euclid|Manhattan; must match too
+  batch = 100         # points per upsert
+  interval = "1s"     # "vector sync" polls the chain this often
+  [net]
+  ovsdb_socket = "/run/openvswitch/db.sock"  # ovsdb-server's socket
+  datapath_type = "system"   # system|netdev (userspace)
+  offloads = ["tso", "gso", "gro", "lro", "rx", "tx", "rxvlan", "txvlan"]
+                      # switched off on every uplink
+  ipv4_forwarding = true     # unset: left alone (also ipv6_forwarding)
+  [[net.bridges]]
+  name = "ovsbr0"     # at most 15 characters
+  uplink = "eth0"     # the NIC by name or MAC; omit for an internal bridge
+  addresses = ["203.0.113.10/32"]
+  gateway = "172.31.1.1"     # outside every address: reached on-link
+  routes = [{ to = "198.51.100.0/24", via = "203.0.113.1" }]
+  fail_mode = "secure"       # secure|standalone
+  ports = [{ name = "int0", tag = 10 }]  # internal ports, VLAN tag optional
+  guard = true        # default with an uplink: only the host's MAC leaves
+  allow_macs = []     # further source MACs the guard lets out
+  flows = []          # extra OpenFlow rules, ovs-ofctl syntax
 
 Keys are always files named by path: the key text itself is refused in
 the configuration, the environment and flags, and never printed.
@@ -99,6 +126,18 @@ func writeConfigTOML(w io.Writer, lc loadedConfig) error {
 	line("chain.origin", "origin", tomlString(c.Chain.Origin))
 	line("chain.checkpoint_every", "checkpoint_every", strconv.FormatUint(c.Chain.CheckpointEvery, 10))
 	line("chain.checkpoint_interval", "checkpoint_interval", tomlString(c.Chain.CheckpointInterval.String()))
+	b.WriteString("\n[vector]\n")
+	line("vector.host", "host", tomlString(c.Vector.Host))
+	line("vector.port", "port", strconv.Itoa(c.Vector.Port))
+	line("vector.tls", "tls", strconv.FormatBool(c.Vector.TLS))
+	line("vector.api_key_file", "api_key_file", tomlString(c.Vector.APIKeyFile))
+	line("vector.collection", "collection", tomlString(c.Vector.Collection))
+	line("vector.dimension", "dimension", strconv.Itoa(c.Vector.Dimension))
+	line("vector.distance", "distance", tomlString(c.Vector.Distance))
+	line("vector.batch", "batch", strconv.Itoa(c.Vector.Batch))
+	line("vector.interval", "interval", tomlString(c.Vector.Interval.String()))
+	b.WriteString("\n[net]\n")
+	netTOML(line, c.Net)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -96,6 +96,8 @@ func decodeConfig(get func(key string) any) (Config, []Problem) {
 	// them, never null.
 	cfg.Snap.Tiers = nonNil(tiers)
 	cfg.Snap.Sources = nonNil(cfg.Snap.Sources)
+	ps = append(ps, decodeVector(get, &cfg.Vector)...)
+	ps = append(ps, decodeNet(get, &cfg.Net)...)
 	return cfg, ps
 }
 

@@ -12,15 +12,18 @@ import (
 
 	"github.com/ghostbridge/ghostbridge/pkg/chain"
 	"github.com/ghostbridge/ghostbridge/pkg/snap"
+	"github.com/ghostbridge/ghostbridge/pkg/vector"
 )
 
 // Config is the typed, validated configuration of ghostbridge. Its JSON form
 // is what `config show --format json` prints.
 type Config struct {
-	DB    string      `json:"db"`
-	Log   LogConfig   `json:"log"`
-	Snap  SnapConfig  `json:"snap"`
-	Chain ChainConfig `json:"chain"`
+	DB     string       `json:"db"`
+	Log    LogConfig    `json:"log"`
+	Snap   SnapConfig   `json:"snap"`
+	Chain  ChainConfig  `json:"chain"`
+	Vector VectorConfig `json:"vector"`
+	Net    NetConfig    `json:"net"`
 }
 
 // LogConfig is the [log] table.
@@ -108,6 +111,8 @@ func defaultConfig() Config {
 			CheckpointFile:  defaultCheckpointFile,
 			CheckpointEvery: chain.DefaultCheckpointBlocks,
 		},
+		Vector: defaultVectorConfig(),
+		Net:    defaultNetConfig(),
 	}
 }
 
@@ -128,6 +133,21 @@ var configKeys = []struct{ Key, Want string }{
 	{"chain.origin", `a checkpoint origin without spaces or "+", or "" for "ghostbridge/<chain id>"`},
 	{"chain.checkpoint_every", "a whole number of blocks >= 0 (0: no block trigger)"},
 	{"chain.checkpoint_interval", `a Go duration >= 0, e.g. "10m" (0: no time trigger)`},
+	{"vector.host", "a Qdrant host name or IP address (no scheme, no port)"},
+	{"vector.port", "Qdrant's gRPC port, 1..65535 (default 6334)"},
+	{"vector.tls", "true or false"},
+	{"vector.api_key_file", `an absolute path to a file holding the Qdrant API key, or "" (then ` + apiKeyEnv + `, if set); never the key itself`},
+	{"vector.collection", "a collection name of letters, digits, _ - . (1..255 characters)"},
+	{"vector.dimension", fmt.Sprintf("a whole number of vector dimensions, %d..65536", vector.MinDim)},
+	{"vector.distance", "one of Cosine, Dot, Euclid, Manhattan"},
+	{"vector.batch", "points per upsert, 1..10000 (Qdrant suggests 64-256)"},
+	{"vector.interval", `a Go duration from 10ms to 1h, e.g. "1s"`},
+	{"net.ovsdb_socket", "an absolute path to the OVSDB unix socket"},
+	{"net.datapath_type", "system (kernel datapath) or netdev (userspace)"},
+	{"net.offloads", "a list of uplink offloads to switch off: rx, tx, sg, tso, gso, gro, lro, rxvlan, txvlan"},
+	{"net.ipv4_forwarding", "true or false (unset: left alone)"},
+	{"net.ipv6_forwarding", "true or false (unset: left alone)"},
+	{"net.bridges", "a list of bridge tables {name, uplink, addresses, gateway, routes, fail_mode, ports, guard, allow_macs, flows}"},
 }
 
 func wantFor(key string) string {
@@ -220,6 +240,10 @@ func showValue(v any) string {
 			s = string(b)
 		}
 	}
+	if strings.Contains(s, "PRIVATE+KEY") {
+		// Whatever shape it came in, a signing key is never echoed.
+		return "(key text, not shown)"
+	}
 	s = strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(s)
 	const maxLen = 60
 	if utf8.RuneCountInString(s) > maxLen {
@@ -282,6 +306,8 @@ func (c Config) Validate() error {
 		}
 	}
 	ps = append(ps, c.validateChain()...)
+	ps = append(ps, c.validateVector()...)
+	ps = append(ps, c.validateNet()...)
 	if len(ps) == 0 {
 		return nil
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 
 	"github.com/ghostbridge/ghostbridge/pkg/chain"
+	"github.com/ghostbridge/ghostbridge/pkg/netup"
 	"github.com/ghostbridge/ghostbridge/pkg/snap"
+	"github.com/ghostbridge/ghostbridge/pkg/vector"
 )
 
 // Exit codes are part of the command-line contract: systemd units and
@@ -15,6 +17,7 @@ const (
 	exitFailure     = 1
 	exitUsage       = 2
 	exitCheckFailed = 3
+	exitPending     = 4
 	exitInterrupted = 130
 )
 
@@ -28,10 +31,16 @@ const exitCodesHelp = `Exit codes:
        writable for "snap run" or "snap prune", or in an unusable
        directory, source that is not a subvolume, key file missing, not
        a key or readable by others, key file that "chain keygen" would
-       overwrite, "chain prove" before any checkpoint was signed)
+       overwrite, "chain prove" before any checkpoint was signed, a
+       Qdrant collection whose vector size or distance differs from the
+       config, a [net] desired state naming a missing NIC, overlapping
+       addresses or a flow Open vSwitch rejects)
   3    a check failed (chain verify found a mismatch; a checkpoint or
-       proof bundle did not verify; "chain checkpoint" or "snap run"
-       found the checkpoint file not extended by the chain)
+       proof bundle did not verify; "chain checkpoint" found the
+       checkpoint file not extended by the chain — "snap run" logs that
+       and keeps snapshotting)
+  4    changes pending: "net plan" found the host differs from the
+       configuration ("net up" would change something)
   130  interrupted by SIGINT or SIGTERM before the command finished
        ("snap run" and "chain log --follow" stop cleanly and exit 0)`
 
@@ -69,6 +78,13 @@ var (
 		chain.ErrKeyExists,
 		chain.ErrBadKey,
 		chain.ErrNoCheckpoint, // chain prove before "chain checkpoint" ran
+		// [vector] values pkg/vector refuses, and a collection whose size
+		// or distance differ from the configuration.
+		vector.ErrInvalidConfig,
+		vector.ErrCollectionMismatch,
+		// A [net] configuration the host refuses: an uplink that does
+		// not exist, a flow ovs-ofctl rejects.
+		netup.ErrInvalidConfig,
 	}
 )
 
@@ -86,6 +102,9 @@ func exitCode(ctx context.Context, err error) int {
 		if errors.Is(err, s) {
 			return exitCheckFailed
 		}
+	}
+	if errors.Is(err, errPending) {
+		return exitPending
 	}
 	var (
 		u  *usageError

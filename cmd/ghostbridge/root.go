@@ -148,6 +148,8 @@ func newRootCmd(a *App) *cobra.Command {
 	root.AddCommand(
 		newChainCmd(a),
 		newSnapCmd(a),
+		newVectorCmd(a),
+		newNetCmd(a),
 		newConfigCmd(a),
 		newVersionCmd(a),
 		newGenDocsCmd(a),

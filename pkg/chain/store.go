@@ -179,7 +179,7 @@ func (s *Store) Path() string { return s.path }
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-const schemaVersion = 2
+const schemaVersion = 3
 
 // A migration takes the schema from one version to the next: sql first,
 // then fill, when set, derives the new tables' contents from the blocks in
@@ -228,6 +228,14 @@ var migrations = []migration{
 		key_id   TEXT NOT NULL,
 		note     TEXT NOT NULL
 	) STRICT;`, fill: buildTree},
+	// Version 3: how far each consumer of the chain (the vector index, ...)
+	// has got, so a restart resumes where the last acknowledged work ended
+	// (see cursor.go). IF NOT EXISTS: a database rolled back to an older
+	// version label by hand may still hold the table.
+	{sql: `CREATE TABLE IF NOT EXISTS cursors (
+		name   TEXT PRIMARY KEY,
+		height INTEGER NOT NULL CHECK (height >= 0)
+	) STRICT;`},
 }
 
 func (s *Store) migrate(ctx context.Context, created bool) error {

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what the real-component tests need (btrfs-progs, sqlite3) on a
-# Debian machine, only when missing and only as root; otherwise says what is
-# missing and leaves the tests to skip (or fail under GHOSTBRIDGE_TEST_STRICT=1).
+# Installs what the real-component tests need (btrfs-progs, sqlite3, Open
+# vSwitch, iproute2, ethtool, ping) on a Debian machine, only when missing and
+# only as root; otherwise says what is missing and leaves the tests to skip
+# (or fail under GHOSTBRIDGE_TEST_STRICT=1).
 set -euo pipefail
 
-declare -A want=([btrfs-progs]=mkfs.btrfs [sqlite3]=sqlite3)
+declare -A want=([btrfs-progs]=mkfs.btrfs [sqlite3]=sqlite3 [openvswitch-switch]=ovs-vswitchd [iproute2]=ip [ethtool]=ethtool [iputils-ping]=ping)
 missing=()
 for pkg in "${!want[@]}"; do
 	command -v "${want[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")

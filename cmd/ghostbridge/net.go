@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ghostbridge/ghostbridge/pkg/netup"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/ethtool"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/ovs"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/sysctl"
+)
+
+// errPending marks the error `net plan` returns when the host differs
+// from the configuration: exit code 4, after the plan was printed.
+var errPending = errors.New("changes pending")
+
+type pendingError struct{ n int }
+
+func (e pendingError) Error() string {
+	return fmt.Sprintf("%d %s pending (run 'ghostbridge net up' to apply)", e.n, plural(e.n, "change", "changes"))
+}
+
+func (e pendingError) Is(target error) bool { return target == errPending }
+
+const netLong = `Converge the host's Open vSwitch networking to the [net] table of the
+configuration: bridges, their uplink NIC, addresses and routes, internal
+ports and VLAN tags, uplink offloads, IP forwarding and the OpenFlow guard
+that keeps foreign MACs and internal broadcasts off the provider's wire.
+
+"net plan" shows what "net up" would change; "net up" changes only that, in
+an order that never leaves the host without its default route, and undoes
+its changes when a step fails; "net down" removes what "net up" created and
+gives the uplink its addresses, routes and offloads back. Everything
+ghostbridge creates in OVS carries external_ids:ghostbridge=managed.
+
+OVS is reached through ovs-vsctl and ovs-ofctl at net.ovsdb_socket
+(GHOSTBRIDGE_NET_OVSDB_SOCKET); links, addresses and routes through
+netlink; offloads through ethtool ioctls; forwarding through /proc/sys.`
+
+func newNetCmd(a *App) *cobra.Command {
+	cmd := newGroupCmd("net", "Converge the host's Open vSwitch networking", netLong)
+	cmd.AddCommand(newNetPlanCmd(a), newNetUpCmd(a), newNetDownCmd(a), newNetStatusCmd(a))
+	return cmd
+}
+
+func newNetPlanCmd(a *App) *cobra.Command {
+	return &cobra.Command{
+		Use:   "plan",
+		Short: "Show what net up would change, changing nothing",
+		Long: `Show what "net up" would change, one change per line ("+" add, "-" remove,
+"~" change), or as JSON. Exit status is 0 when the host is in sync and 4
+when changes are pending.`,
+		Example: `  ghostbridge net plan
+  ghostbridge net plan --format json | jq '.changes[].kind'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := runNet(cmd.Context(), a, func(ctx context.Context, d netup.Deps, cfg netup.Config) (netup.Result, error) {
+				return netup.Up(ctx, d, cfg, netup.Options{DryRun: true})
+			})
+			if err != nil {
+				return err
+			}
+			if err := a.printNetResult(res, "pending"); err != nil {
+				return err
+			}
+			if !res.InSync {
+				return pendingError{len(res.Changes)}
+			}
+			return nil
+		},
+	}
+}
+
+func newNetUpCmd(a *App) *cobra.Command {
+	return &cobra.Command{
+		Use:   "up",
+		Short: "Converge the host to the configured network",
+		Long: `Converge the host to the [net] configuration, changing only what differs:
+a second run changes nothing. The uplink's addresses and default route move
+to its bridge only after the bridge carries them, and every change is
+undone if a later step fails.`,
+		Example: `  ghostbridge net up
+  ghostbridge --config /etc/ghostbridge/config.toml net up --format json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := runNet(cmd.Context(), a, func(ctx context.Context, d netup.Deps, cfg netup.Config) (netup.Result, error) {
+				return netup.Up(ctx, d, cfg, netup.Options{})
+			})
+			if err != nil {
+				return err
+			}
+			return a.printNetResult(res, "applied")
+		},
+	}
+}
+
+func newNetDownCmd(a *App) *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Remove what net up created and restore the uplink",
+		Long: `Delete the bridges "net up" created (external_ids:ghostbridge=managed) and
+the ports it added to other bridges, after giving each uplink back the
+addresses, routes and offloads it had before. Nothing else is touched.`,
+		Example: `  ghostbridge net down --dry-run
+  ghostbridge net down`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := runNet(cmd.Context(), a, func(ctx context.Context, d netup.Deps, _ netup.Config) (netup.Result, error) {
+				return netup.Down(ctx, d, netup.Options{DryRun: dryRun})
+			})
+			if err != nil {
+				return err
+			}
+			verb := "applied"
+			if dryRun {
+				verb = "pending"
+			}
+			return a.printNetResult(res, verb)
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be removed without changing anything")
+	return cmd
+}
+
+// runNet opens the system adapters and runs fn with the validated [net]
+// configuration.
+func runNet(ctx context.Context, a *App, fn func(context.Context, netup.Deps, netup.Config) (netup.Result, error)) (netup.Result, error) {
+	var res netup.Result
+	err := a.withNet(ctx, func(d netup.Deps, cfg netup.Config) error {
+		var err error
+		res, err = fn(ctx, d, cfg)
+		return err
+	})
+	return res, err
+}
+
+func (a *App) withNet(ctx context.Context, fn func(netup.Deps, netup.Config) error) (err error) {
+	n := a.conf.Config.Net
+	cfg, ps := netupConfig(n)
+	if len(ps) > 0 {
+		return &ConfigError{Problems: ps}
+	}
+	o := ovs.New(n.OVSDBSocket)
+	if err := o.Ping(ctx); err != nil {
+		return fmt.Errorf("open vswitch at %s: %w", n.OVSDBSocket, err)
+	}
+	nl, err := netdev.Open()
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	eth, err := ethtool.Open()
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, eth.Close()) }()
+	return fn(netup.Deps{OVS: o, Links: nl, Offloads: eth, Sysctl: sysctl.Proc{}, Logger: a.log}, cfg)
+}
+
+func (a *App) printNetResult(res netup.Result, verb string) error {
+	if a.format == FormatJSON {
+		return writeJSON(a.IO.Out, res)
+	}
+	var b strings.Builder
+	st := newStyles(a.IO.Renderer())
+	if res.InSync {
+		fmt.Fprintf(&b, "%s nothing to change\n", st.ok.Render("in sync:"))
+	} else {
+		for _, c := range res.Changes {
+			b.WriteString(c.String())
+			b.WriteByte('\n')
+			for _, d := range c.Detail {
+				fmt.Fprintf(&b, "    %s\n", d)
+			}
+		}
+		fmt.Fprintf(&b, "%d %s %s\n", len(res.Changes), plural(len(res.Changes), "change", "changes"), verb)
+	}
+	_, err := io.WriteString(a.IO.Out, b.String())
+	return err
+}

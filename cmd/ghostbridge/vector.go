@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/qdrant/go-client/qdrant"
+	"github.com/spf13/cobra"
+
+	"github.com/ghostbridge/ghostbridge/pkg/chain"
+	"github.com/ghostbridge/ghostbridge/pkg/vector"
+)
+
+func newVectorCmd(a *App) *cobra.Command {
+	cmd := newGroupCmd("vector", "Index chain events in Qdrant and search them", `Keep a Qdrant collection of the chain's events, one point per block
+(point ID = block height, payload = every block field, vector made from the
+event's metadata), and search it for events like a given one.
+
+Qdrant is reached over gRPC as the [vector] config table says (host, port,
+tls, collection, dimension, distance, batch, interval). The API key comes
+from the file vector.api_key_file names, else from `+apiKeyEnv+`;
+it is never a flag and never logged.`)
+	cmd.AddCommand(newVectorSyncCmd(a), newVectorStatusCmd(a), newVectorSearchCmd(a), newVectorReindexCmd(a))
+	return cmd
+}
+
+// vectorSession is what a vector command works with; close releases it.
+type vectorSession struct {
+	deps vector.Deps
+	cfg  vector.Config
+	st   *chain.Store
+	cl   *qdrant.Client
+}
+
+func (s *vectorSession) close() error {
+	return errors.Join(s.cl.Close(), s.st.Close())
+}
+
+// openVector reads the API key, connects to Qdrant and opens the chain.
+// Configuration mistakes (the key file, the database path) come first and
+// touch nothing.
+func (a *App) openVector(ctx context.Context, write bool) (*vectorSession, error) {
+	vc := a.conf.Config.Vector
+	key, err := a.qdrantAPIKey()
+	if err != nil {
+		return nil, err
+	}
+	dist, err := vector.ParseDistance(vc.Distance)
+	if err != nil {
+		return nil, err
+	}
+	emb, err := vector.NewMetaEmbedder(vc.Dimension)
+	if err != nil {
+		return nil, err
+	}
+	if write {
+		if err := a.checkDB(dbWrite); err != nil {
+			return nil, err
+		}
+	}
+	cl, err := vector.Connect(vector.Conn{Host: vc.Host, Port: vc.Port, TLS: vc.TLS, APIKey: key})
+	if err != nil {
+		return nil, err
+	}
+	st, err := a.openChain(ctx, false)
+	if err != nil {
+		return nil, errors.Join(err, cl.Close())
+	}
+	return &vectorSession{
+		st: st, cl: cl,
+		deps: vector.Deps{Chain: st, Qdrant: cl, Embedder: emb, Logger: a.log, Now: a.Now},
+		cfg: vector.Config{
+			Collection: vc.Collection,
+			Distance:   dist,
+			Batch:      vc.Batch,
+			Interval:   time.Duration(vc.Interval),
+		},
+	}, nil
+}
+
+// qdrantAPIKey returns the API key from vector.api_key_file or the
+// environment, or "" for none. The key never appears in an error.
+func (a *App) qdrantAPIKey() (string, error) {
+	path := a.conf.Config.Vector.APIKeyFile
+	if path == "" {
+		return strings.TrimSpace(a.Env(apiKeyEnv)), nil
+	}
+	problem := func(want string) error {
+		return &ConfigError{Problems: []Problem{{
+			Key: "vector.api_key_file", Value: showValue(path),
+			Origin: originOf(a.conf.Origins, "vector.api_key_file"), Want: want,
+		}}}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", problem(fmt.Sprintf("a readable file holding the Qdrant API key: %v", pathErrno(err)))
+	}
+	key := strings.TrimSpace(string(b))
+	switch {
+	case key == "":
+		return "", problem("a file holding the Qdrant API key (the file is empty)")
+	case strings.ContainsAny(key, "\r\n"):
+		return "", problem("a file holding the Qdrant API key on one line")
+	}
+	return key, nil
+}

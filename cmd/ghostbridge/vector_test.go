@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qdrant/go-client/qdrant"
+
+	"github.com/ghostbridge/ghostbridge/pkg/chain"
+	"github.com/ghostbridge/ghostbridge/pkg/vector"
+	"github.com/ghostbridge/ghostbridge/pkg/vector/qdranttest"
+)
+
+// qdrantEnv points the [vector] table at a stand-in through the
+// environment, as a systemd unit would.
+func qdrantEnv(srv *qdranttest.Server) cliEnv {
+	return cliEnv{
+		"JOURNAL_STREAM":           "8:1",
+		"GHOSTBRIDGE_VECTOR_HOST":  srv.Host(),
+		"GHOSTBRIDGE_VECTOR_PORT":  strconv.Itoa(srv.Port()),
+		"GHOSTBRIDGE_VECTOR_BATCH": "2",
+	}
+}
+
+// TestGoldenVector runs sync, status and search against the stand-in over
+// real gRPC, on the fixture chain.
+func TestGoldenVector(t *testing.T) {
+	db, s := fixtureChain(t)
+	srv := qdranttest.Start(t, qdranttest.Options{})
+	env := qdrantEnv(srv)
+	cases := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"vector-sync-once.txt", []string{"vector", "sync", "--once"}, exitOK},
+		{"vector-sync-once-idle.txt", []string{"vector", "sync", "--once"}, exitOK},
+		{"vector-status.txt", []string{"vector", "status"}, exitOK},
+		{"vector-status.json", []string{"vector", "status", "--format", "json"}, exitOK},
+		{"vector-search-like.txt", []string{"vector", "search", "--like", "1", "--limit", "3"}, exitOK},
+		{"vector-search-like.json", []string{"vector", "search", "--like", "1", "--limit", "3", "--format", "json"}, exitOK},
+		{"vector-search-kind.txt", []string{"vector", "search", "--text", "home", "--kind", "snapshot.created", "--source", "home"}, exitOK},
+		{"vector-search-no-query.txt", []string{"vector", "search"}, exitUsage},
+		{"vector-reindex.txt", []string{"vector", "reindex"}, exitOK},
+		{"vector-reindex-status.txt", []string{"vector", "status"}, exitOK},
+		{"vector-reindex-search-like.txt", []string{"vector", "search", "--like", "1", "--limit", "3"}, exitOK},
+	}
+	// Before the first sync (not golden: the lag runs from the genesis
+	// block, stamped with the real clock).
+	r := runCLI(t, env, "--db", db, "vector", "status")
+	if r.code != exitOK || !strings.Contains(r.stdout, "cursor       none (never synced)") || !strings.Contains(r.stdout, "lag          7 blocks") || !strings.Contains(r.stdout, "(missing; vector sync creates it)") {
+		t.Fatalf("status before sync: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"--db", db}, c.args...)
+			r := runCLI(t, env, args...)
+			if r.code != c.code {
+				t.Errorf("exit %d, want %d; stderr: %s", r.code, c.code, r.stderr)
+			}
+			checkGolden(t, c.name, args, r, s)
+		})
+	}
+	ids, _ := srv.IDs("ghostbridge-events")
+	if len(ids) != 7 {
+		t.Fatalf("points %v, want the 7 fixture blocks", ids)
+	}
+}
+
+// TestVectorSyncJSONLines: --format json prints one schema-1 "sync" line.
+func TestVectorSyncJSONLines(t *testing.T) {
+	db, _ := fixtureChain(t)
+	srv := qdranttest.Start(t, qdranttest.Options{})
+	r := runCLI(t, qdrantEnv(srv), "--db", db, "vector", "sync", "--once", "--format", "json")
+	if r.code != exitOK || !strings.HasPrefix(r.stdout, `{"schema":1,"type":"sync",`) || strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestVectorBadConfig: each mistake is a one-line error naming the key,
+// exit 2, and nothing is synced.
+func TestVectorBadConfig(t *testing.T) {
+	db, _ := fixtureChain(t)
+	srv := qdranttest.Start(t, qdranttest.Options{})
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	port := strconv.Itoa(srv.Port())
+	cases := []struct {
+		name, toml, wantKey string
+	}{
+		{"missing host", "[vector]\nhost = \"\"\nport = " + port + "\n", "vector.host"},
+		{"bad port", "[vector]\nhost = \"127.0.0.1\"\nport = 70000\n", "vector.port"},
+		{"port not a number", "[vector]\nhost = \"127.0.0.1\"\nport = \"x\"\n", "vector.port"},
+		{"dimension 0", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\ndimension = 0\n", "vector.dimension"},
+		{"bad distance", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\ndistance = \"Hamming\"\n", "vector.distance"},
+		{"api key file unreadable", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\napi_key_file = \"" + filepath.Join(dir, "missing.key") + "\"\n", "vector.api_key_file"},
+		{"api key file is a directory", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\napi_key_file = \"" + dir + "\"\n", "vector.api_key_file"},
+		{"api key file relative", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\napi_key_file = \"key\"\n", "vector.api_key_file"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := write(fmt.Sprintf("c%d.toml", i), c.toml)
+			for _, verb := range [][]string{{"sync", "--once"}, {"status"}} {
+				r := runCLI(t, nil, append([]string{"--config", cfg, "--db", db, "vector"}, verb...)...)
+				if r.code != exitUsage || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "Error: ") || !strings.Contains(r.stderr, c.wantKey) {
+					t.Errorf("%v: exit %d, stderr %q; want one line naming %s, exit 2", verb, r.code, r.stderr, c.wantKey)
+				}
+			}
+		})
+	}
+	if ids, ok := srv.IDs("ghostbridge-events"); ok || len(ids) > 0 {
+		t.Fatalf("bad configuration reached qdrant: %v", ids)
+	}
+}
+
+// TestVectorAPIKey: the key from the file or the environment is sent; a
+// wrong key fails without showing it.
+func TestVectorAPIKey(t *testing.T) {
+	db, _ := fixtureChain(t)
+	srv := qdranttest.Start(t, qdranttest.Options{APIKey: "s3cret-key"})
+	keyFile := filepath.Join(t.TempDir(), "qdrant.key")
+	if err := os.WriteFile(keyFile, []byte("wrong-key-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := qdrantEnv(srv)
+	env["GHOSTBRIDGE_VECTOR_API_KEY_FILE"] = keyFile
+	r := runCLI(t, env, "--db", db, "--log-level", "debug", "vector", "sync", "--once")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "Unauthenticated") || strings.Contains(r.stderr+r.stdout, "wrong-key-value") {
+		t.Fatalf("wrong key: exit %d stderr %q", r.code, r.stderr)
+	}
+	env = qdrantEnv(srv)
+	env[apiKeyEnv] = "s3cret-key"
+	r = runCLI(t, env, "--db", db, "--log-level", "debug", "vector", "sync", "--once")
+	if r.code != exitOK || strings.Contains(r.stderr+r.stdout, "s3cret") {
+		t.Fatalf("key from env: exit %d stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestVectorMismatchRefused: a collection made with another size is
+// refused with a clear one-line error, exit 2, and left as it was.
+func TestVectorMismatchRefused(t *testing.T) {
+	db, _ := fixtureChain(t)
+	srv := qdranttest.Start(t, qdranttest.Options{})
+	srv.CreateCollection("ghostbridge-events", 128, qdrant.Distance_Cosine)
+	r := runCLI(t, qdrantEnv(srv), "--db", db, "vector", "sync", "--once")
+	if r.code != exitUsage || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "vector size 128") || !strings.Contains(r.stderr, "refusing") {
+		t.Fatalf("exit %d stderr %q", r.code, r.stderr)
+	}
+	r = runCLI(t, qdrantEnv(srv), "--db", db, "vector", "status")
+	if r.code != exitOK || !strings.Contains(r.stdout, "DIFFERS from the config") {
+		t.Fatalf("status: exit %d stdout %q", r.code, r.stdout)
+	}
+	if ids, _ := srv.IDs("ghostbridge-events"); len(ids) != 0 {
+		t.Fatalf("points written into a mismatched collection: %v", ids)
+	}
+}
+
+// bigChain writes genesis plus n snapshot blocks.
+func bigChain(t *testing.T, n int) string {
+	t.Helper()
+	db := filepath.Join(t.TempDir(), "chain.db")
+	st, err := chain.Open(context.Background(), db, chain.Options{Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	evs := make([]chain.Event, n)
+	for i := range evs {
+		at := fixtureT0.Add(time.Duration(i) * time.Second)
+		evs[i] = chain.Event{Time: at, Kind: chain.KindSnapshotCreated, Payload: chain.SnapshotPayload{
+			Source: "root", SourcePath: "/", Snapshot: "/.snapshots/ghostbridge/root/" + at.Format("20060102T150405.000Z"),
+			UUID: fmt.Sprintf("u-%d", i), ParentUUID: "p", Generation: uint64(i + 10), OTime: at,
+		}}
+	}
+	if _, err := st.Append(context.Background(), evs...); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// cursorOf reads the sync cursor of the default collection.
+func cursorOf(t *testing.T, db string) (uint64, bool) {
+	t.Helper()
+	st, err := chain.Open(context.Background(), db, chain.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h, ok, err := st.Cursor(context.Background(), vector.CursorName("ghostbridge-events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, ok
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ghostbridge/ghostbridge/pkg/sys/systemd"
+	"github.com/ghostbridge/ghostbridge/pkg/vector"
+)
+
+type vectorSyncOptions struct {
+	Once       bool
+	SkipPoison bool
+}
+
+func newVectorSyncCmd(a *App) *cobra.Command {
+	opts := &vectorSyncOptions{}
+	cmd := &cobra.Command{
+		Use:   "sync",
+		Short: "Upsert chain events not yet in Qdrant, every interval",
+		Long: `Upsert every block after the sync cursor into the collection, in batches
+of vector.batch points with wait=true, then advance the cursor (kept in the
+chain database) to the last height Qdrant acknowledged. Point IDs are block
+heights, so a sync killed at any moment and restarted never loses a block
+and never makes two points for one.
+
+The collection is created when missing, with vector.dimension and
+vector.distance and payload indexes on height, kind, source and time. An
+existing collection with another size or distance is refused (exit 2),
+never recreated.
+
+While Qdrant is unavailable or overloaded, calls are retried with
+exponential backoff and jitter; the outage is logged once when it starts
+and once when it ends. A block Qdrant rejects for good stops the sync with
+an error naming its height (exit 1); --skip-poison logs it, records it in
+the chain database and moves on.
+
+This is the command a systemd unit runs (Type=notify; READY=1, WATCHDOG=1
+and STOPPING=1 are sent when NOTIFY_SOCKET is set). SIGINT and SIGTERM
+finish the batch in hand and exit 0. With --format json every sync that
+moved the cursor is one line {"schema":1,"type":"sync",...}.`,
+		Example: `  ghostbridge vector sync
+  ghostbridge vector sync --once
+  ghostbridge vector sync --once --format json
+  ghostbridge vector sync --skip-poison`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runVectorSync(cmd.Context(), a, opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.Once, "once", false, "drain what is pending and exit")
+	cmd.Flags().BoolVar(&opts.SkipPoison, "skip-poison", false, "record a block Qdrant rejects for good and move on instead of stopping")
+	return cmd
+}
+
+func runVectorSync(ctx context.Context, a *App, opts *vectorSyncOptions) (err error) {
+	s, err := a.openVector(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, s.close()) }()
+	n, err := systemd.New()
+	if err != nil {
+		return err
+	}
+	s.deps.Notifier = n
+	s.deps.WatchdogInterval = n.WatchdogInterval()
+	s.cfg.SkipPoison = opts.SkipPoison
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var werr error
+	total := vector.SyncResult{}
+	first := true
+	onSync := func(r vector.SyncResult) {
+		if first {
+			total.From, first = r.From, false
+		}
+		total.To, total.Cursor, total.Head = r.To, r.Cursor, r.Head
+		total.Points += r.Points
+		total.Batches += r.Batches
+		total.Retries = r.Retries
+		total.Skipped = append(total.Skipped, r.Skipped...)
+		total.Duration += r.Duration
+		a.log.Debug("vector sync", "collection", s.cfg.Collection, "points", r.Points, "height", r.To)
+		if a.format == FormatJSON && werr == nil {
+			r.Skipped = nonNil(r.Skipped)
+			if err := writeJSONLine(a.IO.Out, "sync", r); err != nil {
+				// Nobody reads the results any more: stop as on SIGTERM.
+				werr = fmt.Errorf("stdout: %w", err)
+				cancel()
+			}
+		}
+	}
+	err = vector.Run(ctx, s.deps, s.cfg, vector.RunOptions{Once: opts.Once, OnSync: onSync})
+	if err == nil && werr == nil && opts.Once && a.format == FormatText {
+		err = writeSyncText(a.IO.Out, s.cfg.Collection, total)
+	}
+	return errors.Join(err, werr)
+}
+
+func writeSyncText(w io.Writer, collection string, r vector.SyncResult) error {
+	var err error
+	if r.Points == 0 && len(r.Skipped) == 0 {
+		_, err = fmt.Fprintf(w, "collection %s is up to date\n", collection)
+		return err
+	}
+	_, err = fmt.Fprintf(w, "synced %d %s (heights %d..%d) into %s; cursor %d\n",
+		r.Points, plural(min(r.Points, 2), "point", "points"), r.From, r.To, collection, r.Cursor)
+	for _, h := range r.Skipped {
+		if err == nil {
+			_, err = fmt.Fprintf(w, "skipped block %d (rejected by qdrant)\n", h)
+		}
+	}
+	return err
+}

@@ -1,0 +1,285 @@
+package netup
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ghostbridge/ghostbridge/pkg/sys/ethtool"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/ovs"
+)
+
+// OVS is what netup needs from Open vSwitch; *ovs.Client implements it.
+type OVS interface {
+	Bridges(ctx context.Context) (map[string]ovs.Bridge, error)
+	Transact(ctx context.Context, ops ...ovs.Op) error
+	ReplaceFlows(ctx context.Context, bridge string, flows []string) error
+	FlowsMatch(ctx context.Context, bridge string, flows []string) (bool, []string, error)
+	DumpFlows(ctx context.Context, bridge string) ([]ovs.Flow, error)
+	ParseFlow(ctx context.Context, flow string) error
+}
+
+// Links is what netup needs from rtnetlink; *netdev.Handle implements it.
+type Links interface {
+	Links() ([]netdev.Link, error)
+	Routes() ([]netdev.Route, error)
+	SetUp(dev string) error
+	AddAddr(dev string, p netip.Prefix) error
+	DelAddr(dev string, p netip.Prefix) error
+	ReplaceRoute(r netdev.Route) error
+	DelRoute(r netdev.Route) error
+}
+
+// Offloads reads and switches NIC offloads; *ethtool.Client implements it.
+type Offloads interface {
+	Get(dev string, names []string) (map[string]ethtool.State, error)
+	Set(dev string, want map[string]bool) error
+}
+
+// Sysctl reads and writes kernel parameters.
+type Sysctl interface {
+	Get(key string) (string, error)
+	Set(key, value string) error
+}
+
+// Deps are the systems netup works on.
+type Deps struct {
+	OVS      OVS
+	Links    Links
+	Offloads Offloads
+	Sysctl   Sysctl
+	Logger   *slog.Logger // nil: discard
+}
+
+func (d Deps) log() *slog.Logger {
+	if d.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return d.Logger
+}
+
+// Ownership records, in external_ids of the OVS records netup creates.
+const (
+	idOwner         = "ghostbridge"
+	idOwnerValue    = "managed"
+	idUplink        = "ghostbridge-uplink"
+	idUplinkAddrs   = "ghostbridge-uplink-addrs"
+	idUplinkRoutes  = "ghostbridge-uplink-routes"
+	idUplinkOffload = "ghostbridge-uplink-offloads"
+)
+
+// Sysctl keys for forwarding.
+const (
+	SysctlIPv4Forward = "net.ipv4.ip_forward"
+	SysctlIPv6Forward = "net.ipv6.conf.all.forwarding"
+)
+
+// State is what Observe found: the parts of the host netup manages.
+type State struct {
+	Bridges  map[string]ovs.Bridge               `json:"bridges"`
+	Links    map[string]netdev.Link              `json:"links"`
+	Routes   []netdev.Route                      `json:"routes"`
+	Offloads map[string]map[string]ethtool.State `json:"offloads"`
+	Sysctl   map[string]string                   `json:"sysctl"`
+	// FlowDiff holds, per existing bridge, how its flow table differs
+	// from the desired one (empty: in sync).
+	FlowDiff map[string][]string `json:"flow_diff"`
+}
+
+// target is a bridge of the configuration resolved against the host.
+type target struct {
+	Bridge
+	uplink  string // interface name, "" for internal bridges
+	hostMAC string
+	// flows renders the bridge's flow table; the guard names the uplink
+	// by OpenFlow port number, which OVS assigns when the port is added.
+	flows func(uplinkPort int) []string
+}
+
+// uplinkPort is the OpenFlow port number of t's uplink on b, or 0.
+func (t target) uplinkPort(b ovs.Bridge) int {
+	if t.uplink == "" {
+		return 0
+	}
+	return b.Ports[t.uplink].OFPort
+}
+
+// resolve finds each uplink (by name or MAC) and computes the flow table.
+func resolve(cfg Config, links map[string]netdev.Link) ([]target, error) {
+	out := make([]target, 0, len(cfg.Bridges))
+	// Bridge and internal port devices share MACs with what they stand
+	// for; they are never an uplink.
+	ours := map[string]bool{}
+	for _, b := range cfg.Bridges {
+		ours[b.Name] = true
+		for _, p := range b.Ports {
+			ours[p.Name] = true
+		}
+	}
+	for _, b := range cfg.Bridges {
+		t := target{Bridge: b}
+		if b.Uplink != "" {
+			l, ok := findLink(links, b.Uplink, ours)
+			if !ok {
+				return nil, invalid("bridge %s: uplink %s: no such network interface", b.Name, b.Uplink)
+			}
+			if l.Name == b.Name {
+				return nil, invalid("bridge %s: uplink %s is the bridge itself", b.Name, b.Uplink)
+			}
+			t.uplink, t.hostMAC = l.Name, l.MAC
+		}
+		switch {
+		case b.Guard && t.uplink != "":
+			mac, allow, custom := t.hostMAC, b.AllowMACs, b.Flows
+			t.flows = func(port int) []string { return guardFlows(port, mac, allow, custom) }
+		case len(b.Flows) > 0:
+			custom := slices.Clone(b.Flows)
+			t.flows = func(int) []string { return custom }
+		default:
+			t.flows = func(int) []string { return []string{"priority=0,actions=NORMAL"} }
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func findLink(links map[string]netdev.Link, nameOrMAC string, skip map[string]bool) (netdev.Link, bool) {
+	if l, ok := links[nameOrMAC]; ok {
+		return l, true
+	}
+	hw, err := net.ParseMAC(nameOrMAC)
+	if err != nil {
+		return netdev.Link{}, false
+	}
+	var found []netdev.Link
+	for _, l := range links {
+		if l.MAC == hw.String() && !skip[l.Name] && l.Kind != "openvswitch" {
+			found = append(found, l)
+		}
+	}
+	if len(found) != 1 {
+		return netdev.Link{}, false
+	}
+	return found[0], true
+}
+
+// Observe reads the current state of everything cfg names.
+func Observe(ctx context.Context, d Deps, cfg Config) (State, []target, error) {
+	st := State{Links: map[string]netdev.Link{}, Offloads: map[string]map[string]ethtool.State{}, Sysctl: map[string]string{}, FlowDiff: map[string][]string{}}
+	ls, err := d.Links.Links()
+	if err != nil {
+		return st, nil, err
+	}
+	for _, l := range ls {
+		st.Links[l.Name] = l
+	}
+	if st.Routes, err = d.Links.Routes(); err != nil {
+		return st, nil, err
+	}
+	ts, err := resolve(cfg, st.Links)
+	if err != nil {
+		return st, nil, err
+	}
+	if st.Bridges, err = d.OVS.Bridges(ctx); err != nil {
+		return st, nil, fmt.Errorf("read Open vSwitch: %w", err)
+	}
+	for _, t := range ts {
+		if t.uplink != "" && len(cfg.Offloads) > 0 {
+			o, err := d.Offloads.Get(t.uplink, cfg.Offloads)
+			if err != nil {
+				return st, nil, fmt.Errorf("uplink %s offloads: %w", t.uplink, err)
+			}
+			st.Offloads[t.uplink] = o
+		}
+		if b, ok := st.Bridges[t.Name]; ok {
+			port := t.uplinkPort(b)
+			if t.uplink != "" && port <= 0 {
+				st.FlowDiff[t.Name] = []string{"uplink port " + t.uplink + " missing"}
+				continue
+			}
+			same, diff, err := d.OVS.FlowsMatch(ctx, t.Name, t.flows(port))
+			if err != nil {
+				return st, nil, fmt.Errorf("bridge %s flows: %w", t.Name, err)
+			}
+			if !same {
+				st.FlowDiff[t.Name] = diff
+			}
+		}
+	}
+	for _, k := range forwardingKeys(cfg) {
+		v, err := d.Sysctl.Get(k)
+		if err != nil {
+			return st, nil, err
+		}
+		st.Sysctl[k] = v
+	}
+	return st, ts, nil
+}
+
+func forwardingKeys(cfg Config) []string {
+	var ks []string
+	if cfg.IPv4Forwarding != nil {
+		ks = append(ks, SysctlIPv4Forward)
+	}
+	if cfg.IPv6Forwarding != nil {
+		ks = append(ks, SysctlIPv6Forward)
+	}
+	return ks
+}
+
+// encodeRoutes and decodeRoutes keep the uplink's routes in an
+// external_ids value: "DST|GW|onlink|METRIC;...".
+func encodeRoutes(rs []netdev.Route) string {
+	parts := make([]string, 0, len(rs))
+	for _, r := range rs {
+		gw := ""
+		if r.Gw.IsValid() {
+			gw = r.Gw.String()
+		}
+		parts = append(parts, fmt.Sprintf("%s|%s|%t|%d", r.Dst, gw, r.OnLink, r.Metric))
+	}
+	return strings.Join(parts, ";")
+}
+
+func decodeRoutes(s, dev string) []netdev.Route {
+	var out []netdev.Route
+	for _, p := range strings.Split(s, ";") {
+		f := strings.Split(p, "|")
+		if len(f) != 4 {
+			continue
+		}
+		dst, err := netip.ParsePrefix(f[0])
+		if err != nil {
+			continue
+		}
+		r := netdev.Route{Dst: dst, Dev: dev, OnLink: f[2] == "true"}
+		r.Gw, _ = netip.ParseAddr(f[1])
+		r.Metric, _ = strconv.Atoi(f[3])
+		out = append(out, r)
+	}
+	return out
+}
+
+func encodePrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func decodePrefixes(s string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
