@@ -31,7 +31,11 @@ func denseData(v *qdrant.Vectors) ([]float32, bool) {
 	if d := vec.GetDense(); d != nil {
 		return d.GetData(), true
 	}
-	return vec.GetData(), vec.GetData() != nil
+	// Qdrant still accepts vectors in the deprecated data field, so
+	// its stand-in must too.
+	//lint:ignore SA1019 mirrors Qdrant's acceptance of the old field
+	data := vec.GetData()
+	return data, data != nil
 }
 
 func (ps *pointsService) Upsert(_ context.Context, req *qdrant.UpsertPoints) (*qdrant.PointsOperationResponse, error) {
