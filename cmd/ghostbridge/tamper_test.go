@@ -3,27 +3,17 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/ghostbridge/ghostbridge/internal/testenv"
 )
 
-// sqlite3 runs the sqlite3 command-line shell on db with one SQL script,
-// as an outsider editing the file would, and returns its output.
+// sqlite3 runs the sqlite3 shell on db with one SQL script, as an outsider
+// editing the file would, and returns its output.
 func sqlite3(t *testing.T, db, script string) string {
 	t.Helper()
-	bin, err := exec.LookPath("sqlite3")
-	if err != nil {
-		testenv.Skip(t, "sqlite3 not found (install sqlite3)")
-	}
-	cmd := exec.Command(bin, "-bail", db, script)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v: %s", strings.Join(cmd.Args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return testenv.SQLite3(t, db, script)
 }
 
 // TestChainVerifyTamper: each way of editing the chain file behind the

@@ -14,17 +14,11 @@ import (
 	"github.com/ghostbridge/ghostbridge/internal/testenv"
 )
 
-// sqlite3 runs the sqlite3 CLI on db, as someone editing the file by hand would.
+// sqlite3 edits db with the sqlite3 shell, as someone with write access
+// to the file would.
 func sqlite3(t *testing.T, db string, statements ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("sqlite3"); err != nil {
-		testenv.Skip(t, "the sqlite3 CLI is not installed (apt-get install sqlite3)")
-	}
-	out, err := exec.Command("sqlite3", append([]string{"-batch", db}, statements...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("sqlite3 %s %q: %v\n%s", db, statements, err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return testenv.SQLite3(t, db, statements...)
 }
 
 // rehash recomputes the stored hash of block from (keeping its stored
