@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,20 +73,20 @@ func cleanEnv() []string {
 	return env
 }
 
-// TestSnapRunProcessSIGTERM: the real binary, sent SIGTERM after its first
-// tick, finishes the tick in hand and exits 0, and the chain it wrote
-// verifies.
-func TestSnapRunProcessSIGTERM(t *testing.T) {
-	bin := builtBinary(t)
+// startSnapRun starts the built binary's `snap run --format json` on a
+// scratch BTRFS, every 10 ms, and returns the binary, the database, the
+// running command, its stdout pipe and its stderr.
+func startSnapRun(t *testing.T) (bin, db string, cmd *exec.Cmd, stdout io.ReadCloser, stderr *bytes.Buffer) {
+	t.Helper()
+	bin = builtBinary(t)
 	mnt := testenv.BTRFS(t, 0)
 	src := testenv.MkSubvol(t, filepath.Join(mnt, "src"))
-	db := filepath.Join(t.TempDir(), "chain.db")
-
-	cmd := exec.Command(bin, "--db", db, "snap", "run", "--source", "data="+src,
+	db = filepath.Join(t.TempDir(), "chain.db")
+	cmd = exec.Command(bin, "--db", db, "snap", "run", "--source", "data="+src,
 		"--dir", filepath.Join(mnt, "snaps"), "--interval", "10ms", "--format", "json")
 	cmd.Env = cleanEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr = &bytes.Buffer{}
+	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +94,15 @@ func TestSnapRunProcessSIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return bin, db, cmd, stdout, stderr
+}
+
+// TestSnapRunProcessSIGTERM: the real binary, sent SIGTERM after its first
+// tick, finishes the tick in hand and exits 0, and the chain it wrote
+// verifies.
+func TestSnapRunProcessSIGTERM(t *testing.T) {
+	bin, db, cmd, stdout, stderr := startSnapRun(t)
+	var err error
 	lines := bufio.NewScanner(stdout)
 	signalled := false
 	var types []string
@@ -142,23 +152,8 @@ func TestSnapRunProcessSIGTERM(t *testing.T) {
 // real binary stops by itself (exit 1, not killed by SIGPIPE) and the
 // chain verifies.
 func TestSnapRunProcessStdoutClosed(t *testing.T) {
-	bin := builtBinary(t)
-	mnt := testenv.BTRFS(t, 0)
-	src := testenv.MkSubvol(t, filepath.Join(mnt, "src"))
-	db := filepath.Join(t.TempDir(), "chain.db")
-
-	cmd := exec.Command(bin, "--db", db, "snap", "run", "--source", "data="+src,
-		"--dir", filepath.Join(mnt, "snaps"), "--interval", "10ms", "--format", "json")
-	cmd.Env = cleanEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	bin, db, cmd, stdout, stderr := startSnapRun(t)
+	var err error
 	lines := bufio.NewScanner(stdout)
 	for lines.Scan() && !strings.Contains(lines.Text(), `"type":"tick"`) {
 	}
