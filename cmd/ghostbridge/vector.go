@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -62,6 +63,9 @@ func (a *App) openVector(ctx context.Context, write bool) (*vectorSession, error
 			return nil, err
 		}
 	}
+	// The Qdrant client warns about a key sent without TLS through the
+	// default logger: make that ours (format, level, stderr).
+	slog.SetDefault(a.log)
 	cl, err := vector.Connect(vector.Conn{Host: vc.Host, Port: vc.Port, TLS: vc.TLS, APIKey: key})
 	if err != nil {
 		return nil, err
@@ -94,6 +98,11 @@ func (a *App) qdrantAPIKey() (string, error) {
 			Key: "vector.api_key_file", Value: showValue(path),
 			Origin: originOf(a.conf.Origins, "vector.api_key_file"), Want: want,
 		}}}
+	}
+	fi, err := os.Stat(path)
+	if err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
+		// Like signing keys: a secret others can read is refused.
+		return "", problem(fmt.Sprintf("a file only its owner can read (mode %04o; chmod 600 it)", fi.Mode().Perm()))
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

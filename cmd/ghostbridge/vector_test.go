@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,6 +28,8 @@ func qdrantEnv(srv *qdranttest.Server) cliEnv {
 		"GHOSTBRIDGE_VECTOR_BATCH": "2",
 	}
 }
+
+var targetSuffix = regexp.MustCompile(`(\d{8}T\d{6}\.\d{9}Z)-[0-9a-f]{4}\b`)
 
 // TestGoldenVector runs sync, status and search against the stand-in over
 // real gRPC, on the fixture chain.
@@ -64,6 +67,9 @@ func TestGoldenVector(t *testing.T) {
 			if r.code != c.code {
 				t.Errorf("exit %d, want %d; stderr: %s", r.code, c.code, r.stderr)
 			}
+			// A reindex target ends in a random suffix.
+			r.stdout = targetSuffix.ReplaceAllString(r.stdout, "${1}-RAND")
+			r.stderr = targetSuffix.ReplaceAllString(r.stderr, "${1}-RAND")
 			checkGolden(t, c.name, args, r, s)
 		})
 	}
@@ -96,6 +102,10 @@ func TestVectorBadConfig(t *testing.T) {
 		}
 		return p
 	}
+	wideKey := write("wide.key", "secret\n")
+	if err := os.Chmod(wideKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	port := strconv.Itoa(srv.Port())
 	cases := []struct {
 		name, toml, wantKey string
@@ -108,6 +118,7 @@ func TestVectorBadConfig(t *testing.T) {
 		{"api key file unreadable", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\napi_key_file = \"" + filepath.Join(dir, "missing.key") + "\"\n", "vector.api_key_file"},
 		{"api key file is a directory", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\napi_key_file = \"" + dir + "\"\n", "vector.api_key_file"},
 		{"api key file relative", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\napi_key_file = \"key\"\n", "vector.api_key_file"},
+		{"api key file readable by others", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\napi_key_file = \"" + wideKey + "\"\n", "vector.api_key_file"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

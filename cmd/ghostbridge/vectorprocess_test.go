@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -12,6 +15,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/ghostbridge/ghostbridge/pkg/chain"
 	"github.com/ghostbridge/ghostbridge/pkg/vector/qdranttest"
 )
 
@@ -127,4 +131,104 @@ func TestVectorSyncProcessSIGTERMDuringOutage(t *testing.T) {
 	if _, ok := cursorOf(t, db); ok {
 		t.Error("cursor moved although Qdrant acknowledged nothing")
 	}
+}
+
+// BenchmarkVectorSyncRSS runs the real binary's `vector sync` (interval
+// 10ms) against the stand-in served by this process while 10,000 blocks
+// are appended one at a time, and reports its VmRSS when 1,000 and 10,000
+// of them are in Qdrant, and its peak: the steady state must not grow.
+//
+//	go test ./cmd/ghostbridge -run '^$' -bench VectorSyncRSS -benchtime 1x
+func BenchmarkVectorSyncRSS(b *testing.B) {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "ghostbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v: %s", err, out)
+	}
+	const blocks = 10000
+	for b.Loop() {
+		db := filepath.Join(b.TempDir(), "chain.db")
+		st, err := chain.Open(b.Context(), db, chain.Options{Create: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := qdranttest.Start(b, qdranttest.Options{})
+		var synced atomic.Int64
+		srv.AfterUpsert(func(_ string, ids []uint64) { synced.Add(int64(len(ids))) })
+		cmd := exec.Command(bin, "--db", db, "vector", "sync")
+		cmd.Env = append(cleanEnv(),
+			"GHOSTBRIDGE_VECTOR_HOST="+srv.Host(),
+			"GHOSTBRIDGE_VECTOR_PORT="+strconv.Itoa(srv.Port()),
+			"GHOSTBRIDGE_VECTOR_INTERVAL=10ms")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		exited := make(chan struct{})
+		var waitErr error
+		go func() { waitErr = cmd.Wait(); close(exited) }()
+		at := time.Now().UTC()
+		var rss1k, rss10k float64
+		for i := range blocks {
+			at = at.Add(time.Second)
+			ev := chain.Event{Time: at, Kind: chain.KindSnapshotCreated, Payload: chain.SnapshotPayload{
+				Source: "root", SourcePath: "/", Snapshot: "/.snapshots/ghostbridge/root/" + at.Format("20060102T150405.000Z"),
+				UUID: fmt.Sprintf("uuid-%d", i), ParentUUID: "parent", Generation: uint64(1000 + i), OTime: at,
+			}}
+			if _, err := st.Append(b.Context(), ev); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(time.Millisecond)
+			if i+1 == 1000 || i+1 == blocks {
+				// Genesis plus i+1 blocks.
+				for synced.Load() < int64(i+2) {
+					select {
+					case <-exited:
+						b.Fatalf("vector sync exited: %v: %s", waitErr, stderr.String())
+					case <-time.After(time.Millisecond):
+					}
+				}
+				rss := procStatusMB(b, cmd.Process.Pid, "VmRSS")
+				if i+1 == 1000 {
+					rss1k = rss
+				} else {
+					rss10k = rss
+				}
+				srv.ClearPoints("ghostbridge-events")
+			}
+		}
+		peak := procStatusMB(b, cmd.Process.Pid, "VmHWM")
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		if waitErr != nil {
+			b.Fatalf("vector sync: %v: %s", waitErr, stderr.String())
+		}
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(rss1k, "rss-MB@1k")
+		b.ReportMetric(rss10k, "rss-MB@10k")
+		b.ReportMetric(peak, "peak-rss-MB")
+	}
+}
+
+// procStatusMB reads a "kB" field of /proc/PID/status, in MB.
+func procStatusMB(tb testing.TB, pid int, field string) float64 {
+	tb.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return kb / 1024
+		}
+	}
+	tb.Fatalf("/proc/%d/status has no %s", pid, field)
+	return 0
 }

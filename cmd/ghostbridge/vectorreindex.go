@@ -16,10 +16,16 @@ func newVectorReindexCmd(a *App) *cobra.Command {
 		Use:   "reindex",
 		Short: "Rebuild the index from height 0 into a new collection and switch the alias to it",
 		Long: `Rebuild the index from height 0 into a new collection named
-"<vector.collection>-<UTC time>", with the configured dimension and
-distance, then make vector.collection an alias of it in one atomic alias
-update, so searches keep working during the rebuild. The collection the
-alias pointed at before is deleted unless --keep-old.
+"<vector.collection>-<UTC time to the nanosecond>-<random>", with the
+configured dimension and distance, then make vector.collection an alias of
+it in one alias update (delete and create, which Qdrant applies under one
+lock, so no search sees the alias missing), so searches keep working
+during the rebuild. The collection the alias pointed at before is deleted
+unless --keep-old.
+
+It cannot run beside "vector sync" on the same chain database: both hold
+<db>.vector.lock, and the second fails naming the holder's pid (exit 1);
+stop the sync service for the reindex.
 
 Use it after changing vector.dimension or vector.distance (which "vector
 sync" refuses to apply to an existing collection) or after upgrading to a

@@ -19,9 +19,9 @@ func newVectorStatusCmd(a *App) *cobra.Command {
 		Use:   "status",
 		Short: "Show how far the collection is behind the chain and whether it matches the config",
 		Long: `Show the chain head, the sync cursor, the lag in blocks and seconds, the
-collection's size, distance, point count and payload indexes, and whether
-its parameters match vector.dimension and vector.distance. It changes
-nothing.`,
+collection's size, distance, exact point count and payload indexes,
+whether its parameters match vector.dimension and vector.distance, and the
+blocks "vector sync --skip-poison" moved past. It changes nothing.`,
 		Example: `  ghostbridge vector status
   ghostbridge vector status --format json | jq .lag_blocks`,
 		Args: cobra.NoArgs,
@@ -37,6 +37,7 @@ nothing.`,
 			}
 			if a.format == FormatJSON {
 				res.Indexes = nonNil(res.Indexes)
+				res.Skipped = nonNil(res.Skipped)
 				return writeJSON(a.IO.Out, res)
 			}
 			return writeStatusText(a.IO.Out, res)
@@ -71,6 +72,13 @@ func writeStatusText(w io.Writer, r vector.StatusResult) error {
 		idx = "none"
 	}
 	row("indexes", idx)
+	if len(r.Skipped) > 0 {
+		hs := make([]string, len(r.Skipped))
+		for i, h := range r.Skipped {
+			hs[i] = strconv.FormatUint(h, 10)
+		}
+		row("skipped", strings.Join(hs, ", ")+" (rejected by qdrant, moved past with --skip-poison)")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -29,20 +29,33 @@ heights, so a sync killed at any moment and restarted never loses a block
 and never makes two points for one.
 
 The collection is created when missing, with vector.dimension and
-vector.distance and payload indexes on height, kind, source and time. An
-existing collection with another size or distance is refused (exit 2),
-never recreated.
+vector.distance and payload indexes on height, kind, source and time, and
+then filled from height 0. An existing collection with another size or
+distance is refused (exit 2), never recreated. At start, and whenever the
+collection turns out missing, the point at the cursor is checked against
+the chain (same block hash); when Qdrant holds less than the cursor says
+(restored from an older copy, collection lost), the sync goes back to the
+last block it does hold.
 
-While Qdrant is unavailable or overloaded, calls are retried with
-exponential backoff and jitter; the outage is logged once when it starts
-and once when it ends. A block Qdrant rejects for good stops the sync with
-an error naming its height (exit 1); --skip-poison logs it, records it in
-the chain database and moves on.
+While Qdrant is unavailable, overloaded or failing inside, calls are
+retried with exponential backoff and jitter (at least the retry-after
+Qdrant asks for); the outage is logged once when it starts and once when
+it ends. A wrong API key, a read-only key or a collection that cannot take
+writes stops the sync (exit 1). A block Qdrant rejects as invalid, while
+the collection still matches the config, stops the sync with an error
+naming its height (exit 1); --skip-poison logs it, records it in the chain
+database (vector status lists it) and moves on.
 
-This is the command a systemd unit runs (Type=notify; READY=1, WATCHDOG=1
-and STOPPING=1 are sent when NOTIFY_SOCKET is set). SIGINT and SIGTERM
-finish the batch in hand and exit 0. With --format json every sync that
-moved the cursor is one line {"schema":1,"type":"sync",...}.`,
+Only one of vector sync and vector reindex runs at a time on a chain
+database: a lock file next to it (<db>.vector.lock) is held throughout, and
+the second fails naming the holder's pid (exit 1).
+
+This is the command a systemd unit runs (Type=notify; STOPPING=1,
+READY=1 as soon as the loop runs, even while Qdrant is down, and
+WATCHDOG=1 every half WatchdogSec while the loop is alive, when
+NOTIFY_SOCKET is set). SIGINT and SIGTERM finish the batch in hand and
+exit 0. With --format json every sync that moved the cursor is one line
+{"schema":1,"type":"sync",...}.`,
 		Example: `  ghostbridge vector sync
   ghostbridge vector sync --once
   ghostbridge vector sync --once --format json

@@ -36,3 +36,43 @@ func (s *Store) SetCursor(ctx context.Context, name string, height uint64) error
 	}
 	return nil
 }
+
+// DeleteCursor removes the cursor name, so Cursor reports it never set.
+// Removing a cursor that does not exist is not an error.
+func (s *Store) DeleteCursor(ctx context.Context, name string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM cursors WHERE name = ?`, name); err != nil {
+		return fmt.Errorf("chain database %s: cursor %q: %w", s.path, name, err)
+	}
+	return nil
+}
+
+// NamedCursor is one stored cursor.
+type NamedCursor struct {
+	Name   string `json:"name"`
+	Height uint64 `json:"height"`
+}
+
+// Cursors lists the cursors whose name starts with prefix, by name.
+func (s *Store) Cursors(ctx context.Context, prefix string) ([]NamedCursor, error) {
+	// substr rather than LIKE: a prefix may hold % or _.
+	rows, err := s.db.QueryContext(ctx, `SELECT name, height FROM cursors
+		WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name`, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("chain database %s: cursors %q: %w", s.path, prefix, err)
+	}
+	defer rows.Close()
+	var out []NamedCursor
+	for rows.Next() {
+		var c NamedCursor
+		var h int64
+		if err := rows.Scan(&c.Name, &h); err != nil {
+			return nil, fmt.Errorf("chain database %s: cursors %q: %w", s.path, prefix, err)
+		}
+		c.Height = uint64(h)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("chain database %s: cursors %q: %w", s.path, prefix, err)
+	}
+	return out, nil
+}

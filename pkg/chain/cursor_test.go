@@ -61,3 +61,34 @@ func TestMigrateVersion2(t *testing.T) {
 		t.Fatalf("migrated chain: %+v", f)
 	}
 }
+
+// TestCursorsAndDelete lists cursors by prefix (a prefix holding LIKE's
+// wildcards matches literally) and deletes one.
+func TestCursorsAndDelete(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	for name, h := range map[string]uint64{"vector-skipped/a/7": 7, "vector-skipped/a/12": 12, "vector-skipped/b/3": 3, "vector/a": 40, "vector-skipped/a_x/1": 1} {
+		if err := s.SetCursor(ctx, name, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Cursors(ctx, "vector-skipped/a/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[{vector-skipped/a/12 12} {vector-skipped/a/7 7}]" {
+		t.Fatalf("cursors %v", got)
+	}
+	if got, err := s.Cursors(ctx, "vector-skipped/a_"); err != nil || len(got) != 1 {
+		t.Fatalf("prefix with a wildcard: %v %v", got, err)
+	}
+	if err := s.DeleteCursor(ctx, "vector/a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.Cursor(ctx, "vector/a"); ok {
+		t.Fatal("deleted cursor still set")
+	}
+	if err := s.DeleteCursor(ctx, "vector/none"); err != nil {
+		t.Fatal(err)
+	}
+}

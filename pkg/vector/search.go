@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/qdrant/go-client/qdrant"
@@ -31,13 +32,16 @@ type StatusResult struct {
 	ParamsMatch bool     `json:"params_match"`
 	WantSize    uint64   `json:"want_size"`
 	WantDist    Distance `json:"want_distance"`
+	// Skipped are the heights of blocks Qdrant rejected and a sync with
+	// SkipPoison moved past, ascending.
+	Skipped []uint64 `json:"skipped"`
 }
 
 // Status reports how far the collection is behind the chain and whether it
 // matches the configuration. It changes nothing.
 func Status(ctx context.Context, d Deps, cfg Config) (StatusResult, error) {
 	cfg = cfg.withDefaults()
-	res := StatusResult{Collection: cfg.Collection, WantSize: uint64(d.Embedder.Dim()), WantDist: cfg.Distance, Indexes: []string{}}
+	res := StatusResult{Collection: cfg.Collection, WantSize: uint64(d.Embedder.Dim()), WantDist: cfg.Distance, Indexes: []string{}, Skipped: []uint64{}}
 	head, err := d.Chain.Head(ctx)
 	if err != nil {
 		return res, err
@@ -47,6 +51,14 @@ func Status(ctx context.Context, d Deps, cfg Config) (StatusResult, error) {
 	if err != nil {
 		return res, err
 	}
+	skipped, err := d.Chain.Cursors(ctx, skippedPrefix(cfg.Collection))
+	if err != nil {
+		return res, err
+	}
+	for _, c := range skipped {
+		res.Skipped = append(res.Skipped, c.Height)
+	}
+	slices.Sort(res.Skipped)
 	lagFrom := uint64(0)
 	if ok {
 		res.Cursor = &cur
@@ -70,7 +82,13 @@ func Status(ctx context.Context, d Deps, cfg Config) (StatusResult, error) {
 		return res, fmt.Errorf("qdrant collection %s: %w", cfg.Collection, err)
 	}
 	res.Exists = true
-	res.Points = info.GetPointsCount()
+	// The info's count is approximate; an operator comparing it with the
+	// chain head needs the exact one.
+	n, err := d.Qdrant.Count(c, &qdrant.CountPoints{CollectionName: cfg.Collection, Exact: qdrant.PtrOf(true)})
+	if err != nil {
+		return res, fmt.Errorf("qdrant collection %s: count: %w", cfg.Collection, err)
+	}
+	res.Points = n
 	res.Size, res.Distance, _ = collectionParams(info)
 	for _, ix := range indexes {
 		if _, ok := info.GetPayloadSchema()[ix.field]; ok {

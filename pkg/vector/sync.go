@@ -60,7 +60,8 @@ type RunOptions struct {
 }
 
 // syncer holds what lives across drains: the outage state, so an outage
-// is logged once when it starts and once when it ends.
+// is logged once when it starts and once when it ends, and the loop's
+// liveness for the watchdog.
 type syncer struct {
 	d    Deps
 	cfg  Config
@@ -72,8 +73,17 @@ type syncer struct {
 	outageSince time.Time
 	failing     int // calls currently retrying
 	retries     int
-	lastPing    time.Time
+	// aliveUntil is when the loop, if it has not marked itself again,
+	// counts as wedged: each step marks how long it may take.
+	aliveUntil time.Time
 }
+
+// Bounds on steps that have no deadline of their own, for liveness: chain
+// database work between Qdrant calls, and slack for scheduling.
+const (
+	chainSlack = 10 * time.Second
+	liveGrace  = time.Second
+)
 
 func newSyncer(d Deps, cfg Config) *syncer {
 	cfg = cfg.withDefaults()
@@ -81,24 +91,39 @@ func newSyncer(d Deps, cfg Config) *syncer {
 }
 
 // Run keeps the collection in step with the chain: it ensures the
-// collection, then drains pending blocks every Interval. It returns nil
-// when ctx is cancelled, after committing the batches in hand.
-func Run(ctx context.Context, d Deps, cfg Config, opts RunOptions) error {
+// collection, checks that it holds what the cursor says, then drains
+// pending blocks every Interval. It holds the vector lock of the chain
+// database throughout (*LockedError when a sync or reindex holds it). It
+// returns nil when ctx is cancelled, after committing the batches in hand.
+//
+// READY=1 is sent as soon as the loop runs, before Qdrant answered: a
+// Qdrant outage at boot is waited out, not a start-up failure. WATCHDOG=1
+// is sent every half watchdog interval while the loop is alive, that is
+// while every step (a Qdrant call, a backoff sleep, the wait between
+// drains) is within its bound.
+func Run(ctx context.Context, d Deps, cfg Config, opts RunOptions) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	l, err := acquireLock(LockPath(d.Chain.Path()))
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, l.release()) }()
 	s := newSyncer(d, cfg)
+	s.alive(chainSlack)
+	d.notify(NotifyReady)
 	defer d.notify(NotifyStopping)
-	if _, err := s.ensure(ctx); err != nil {
+	stop := s.watchdog()
+	defer stop()
+	if err := s.start(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	// Ready once Qdrant answered and the collection checks out: a long
-	// catch-up must not look like a start-up that hangs.
-	d.notify(NotifyReady)
 	for {
+		s.alive(chainSlack)
 		res, err := s.drain(ctx, opts.OnBatch)
 		if res.Points > 0 || len(res.Skipped) > 0 {
 			if opts.OnSync != nil {
@@ -111,10 +136,10 @@ func Run(ctx context.Context, d Deps, cfg Config, opts RunOptions) error {
 			}
 			return err
 		}
-		s.ping(true)
 		if opts.Once {
 			return nil
 		}
+		s.alive(s.cfg.Interval)
 		t := time.NewTimer(s.cfg.Interval)
 		select {
 		case <-ctx.Done():
@@ -126,50 +151,132 @@ func Run(ctx context.Context, d Deps, cfg Config, opts RunOptions) error {
 }
 
 // Sync drains what is pending once: Run with Once, returning the result.
-func Sync(ctx context.Context, d Deps, cfg Config) (SyncResult, error) {
+func Sync(ctx context.Context, d Deps, cfg Config) (res SyncResult, err error) {
 	if err := cfg.Validate(); err != nil {
 		return SyncResult{}, err
 	}
+	l, err := acquireLock(LockPath(d.Chain.Path()))
+	if err != nil {
+		return SyncResult{}, err
+	}
+	defer func() { err = errors.Join(err, l.release()) }()
 	s := newSyncer(d, cfg)
-	if _, err := s.ensure(ctx); err != nil {
+	if err := s.start(ctx); err != nil {
 		return SyncResult{}, err
 	}
 	return s.drain(ctx, nil)
 }
 
-// ping sends WATCHDOG=1 when half the watchdog interval has passed.
-// Waiting out a Qdrant outage counts as healthy: restarting this process
-// would not bring Qdrant back.
-func (s *syncer) ping(force bool) {
-	wd := s.d.WatchdogInterval
-	if wd <= 0 && !force {
-		return
-	}
+// alive marks the loop alive for the next d (plus grace); overlapping
+// marks of parallel calls keep the latest bound.
+func (s *syncer) alive(d time.Duration) {
+	until := time.Now().Add(d + liveGrace)
 	s.mu.Lock()
-	due := force || time.Since(s.lastPing) >= wd/2
-	if due {
-		s.lastPing = time.Now()
+	if until.After(s.aliveUntil) {
+		s.aliveUntil = until
 	}
 	s.mu.Unlock()
-	if due && wd > 0 {
-		s.d.notify(NotifyWatchdog)
-	}
 }
 
-// retryable reports whether Qdrant may accept the same call later.
+// watchdog sends WATCHDOG=1 every half watchdog interval while the loop
+// is alive, on its own ticker, so long calls and backoff sleeps do not
+// starve it; a wedged loop stops the pings and the service manager
+// restarts it. Waiting out a Qdrant outage counts as alive: restarting
+// would not bring Qdrant back. The returned func stops it.
+func (s *syncer) watchdog() func() {
+	wd := s.d.WatchdogInterval
+	if wd <= 0 || s.d.Notifier == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(wd / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				s.mu.Lock()
+				ok := now.Before(s.aliveUntil)
+				s.mu.Unlock()
+				if ok {
+					s.d.notify(NotifyWatchdog)
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// RefusedError: Qdrant refused a call for a reason no retry and no other
+// block can fix: a wrong API key (Unauthenticated), a key that may not
+// write (PermissionDenied), or a collection in no state to take writes
+// (FailedPrecondition). The loop stops on it; it is never poison.
+type RefusedError struct {
+	Op         string
+	Collection string
+	Err        error
+}
+
+func (e *RefusedError) Error() string {
+	hint := ""
+	switch status.Code(e.Err) {
+	case codes.Unauthenticated:
+		hint = ": check the API key (vector.api_key_file or GHOSTBRIDGE_QDRANT_API_KEY)"
+	case codes.PermissionDenied:
+		hint = ": the API key may not do this (a read-only key?); use a key with write access"
+	case codes.FailedPrecondition:
+		hint = ": the collection cannot take this now; check it in Qdrant"
+	}
+	return fmt.Sprintf("qdrant refused %s on collection %s: %v%s", e.Op, e.Collection, e.Err, hint)
+}
+
+// Unwrap returns Qdrant's error.
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// retryable reports whether Qdrant may accept the same call later:
+// unavailable, overloaded, slow, or failing inside (Internal, Unknown).
 func retryable(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Aborted:
+	// The client turns ResourceExhausted with a retry-after into its own
+	// type, which carries no status code.
+	var re *qdrant.QdrantResourceExhaustedError
+	if errors.As(err, &re) {
 		return true
 	}
-	// The client turns ResourceExhausted with a retry-after into its own type.
-	var re *qdrant.QdrantResourceExhaustedError
-	return errors.As(err, &re)
+	switch status.Code(err) {
+	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Aborted,
+		codes.Internal, codes.Unknown:
+		return true
+	}
+	return false
+}
+
+// refused reports whether err is one no retry and no other block fixes.
+func refused(err error) bool {
+	switch status.Code(err) {
+	case codes.Unauthenticated, codes.PermissionDenied, codes.FailedPrecondition:
+		return true
+	}
+	return false
+}
+
+// wait is the backoff before retry number attempt (0-based): uniform in
+// [w/2, w] with w = min(Max, Initial·2^attempt); rnd(n) is uniform in
+// [0, n).
+func (b Backoff) wait(attempt int, rnd func(int64) int64) time.Duration {
+	w := b.Initial << min(attempt, 30)
+	if w > b.Max || w <= 0 {
+		w = b.Max
+	}
+	return w/2 + time.Duration(rnd(int64(w/2)+1))
 }
 
 // call runs f until it succeeds, fails for good, or ctx ends. Each attempt
 // gets its own deadline and is not cut short by ctx: a batch in hand when
 // SIGTERM arrives is finished, so its acknowledgement can be committed.
+// A retry-after Qdrant sends with ResourceExhausted is waited at least.
 func (s *syncer) call(ctx context.Context, what string, f func(context.Context) error) error {
 	failing := false
 	defer func() {
@@ -178,10 +285,17 @@ func (s *syncer) call(ctx context.Context, what string, f func(context.Context) 
 		}
 	}()
 	for attempt := 0; ; attempt++ {
+		s.alive(s.cfg.Timeout)
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
 		err := f(actx)
 		cancel()
-		if err == nil || !retryable(err) {
+		if err == nil {
+			return nil
+		}
+		if refused(err) {
+			return &RefusedError{Op: what, Collection: s.cfg.Collection, Err: err}
+		}
+		if !retryable(err) {
 			return err
 		}
 		s.failed(what, err, !failing)
@@ -189,11 +303,12 @@ func (s *syncer) call(ctx context.Context, what string, f func(context.Context) 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		w := s.cfg.Backoff.Initial << min(attempt, 30)
-		if w > s.cfg.Backoff.Max || w <= 0 {
-			w = s.cfg.Backoff.Max
+		w := s.cfg.Backoff.wait(attempt, rand.Int64N)
+		var re *qdrant.QdrantResourceExhaustedError
+		if errors.As(err, &re) && re.RetryAfterS > 0 {
+			w = max(w, time.Duration(re.RetryAfterS)*time.Second)
 		}
-		w = w/2 + rand.N(w/2+1)
+		s.alive(w)
 		t := time.NewTimer(w)
 		select {
 		case <-ctx.Done():
@@ -201,7 +316,6 @@ func (s *syncer) call(ctx context.Context, what string, f func(context.Context) 
 			return ctx.Err()
 		case <-t.C:
 		}
-		s.ping(false)
 	}
 }
 
@@ -236,17 +350,34 @@ func (s *syncer) recovered() {
 	}
 }
 
-// ensure makes sure the collection exists with the configured size and
-// distance and has the payload indexes; a collection with other
-// parameters is refused, never recreated.
-func (s *syncer) ensure(ctx context.Context) (*qdrant.CollectionInfo, error) {
-	q, name := s.d.Qdrant, s.cfg.Collection
+// start readies the collection and the cursor: ensure, then make the
+// cursor no higher than what the collection provably holds.
+func (s *syncer) start(ctx context.Context) error {
+	if _, err := s.ensure(ctx); err != nil {
+		return err
+	}
+	return s.verifyCursor(ctx)
+}
+
+// getInfo reads the collection's info, retrying while Qdrant is down.
+func (s *syncer) getInfo(ctx context.Context) (*qdrant.CollectionInfo, error) {
 	var info *qdrant.CollectionInfo
 	err := s.call(ctx, "get collection", func(c context.Context) error {
 		var err error
-		info, err = q.GetCollectionInfo(c, name)
+		info, err = s.d.Qdrant.GetCollectionInfo(c, s.cfg.Collection)
 		return err
 	})
+	return info, err
+}
+
+// ensure makes sure the collection exists with the configured size and
+// distance and has the payload indexes; a collection with other
+// parameters is refused, never recreated. When it creates the collection
+// it resets the cursor to "nothing synced": a lost collection is refilled
+// from height 0, not from where the old one ended.
+func (s *syncer) ensure(ctx context.Context) (*qdrant.CollectionInfo, error) {
+	q, name := s.d.Qdrant, s.cfg.Collection
+	info, err := s.getInfo(ctx)
 	if status.Code(err) == codes.NotFound {
 		err = s.call(ctx, "create collection", func(c context.Context) error {
 			return q.CreateCollection(c, &qdrant.CreateCollection{
@@ -256,16 +387,22 @@ func (s *syncer) ensure(ctx context.Context) (*qdrant.CollectionInfo, error) {
 				}),
 			})
 		})
-		// Another syncer may have created it between get and create.
-		if err != nil && status.Code(err) != codes.AlreadyExists {
-			return nil, fmt.Errorf("qdrant collection %s: %w", name, err)
+		switch {
+		case err == nil:
+			s.log.Info("qdrant collection created", "collection", name, "size", s.d.Embedder.Dim(), "distance", s.cfg.Distance)
+			s.alive(chainSlack)
+			if err := s.d.Chain.DeleteCursor(context.WithoutCancel(ctx), s.name); err != nil {
+				return nil, err
+			}
+		case status.Code(err) == codes.AlreadyExists:
+			// Another syncer created it between get and create; verifyCursor
+			// checks what it holds.
+		default:
+			// InvalidArgument "Alias with the same name already exists"
+			// among others: not a collection we may use.
+			return nil, fmt.Errorf("qdrant collection %s: create: %w", name, err)
 		}
-		s.log.Info("qdrant collection created", "collection", name, "size", s.d.Embedder.Dim(), "distance", s.cfg.Distance)
-		err = s.call(ctx, "get collection", func(c context.Context) error {
-			var err error
-			info, err = q.GetCollectionInfo(c, name)
-			return err
-		})
+		info, err = s.getInfo(ctx)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("qdrant collection %s: %w", name, err)
@@ -290,6 +427,108 @@ func (s *syncer) ensure(ctx context.Context) (*qdrant.CollectionInfo, error) {
 	return info, nil
 }
 
+// skipped returns the heights recorded as poison for the collection.
+func (s *syncer) skipped(ctx context.Context) (map[uint64]bool, error) {
+	cs, err := s.d.Chain.Cursors(ctx, skippedPrefix(s.cfg.Collection))
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[uint64]bool, len(cs))
+	for _, c := range cs {
+		m[c.Height] = true
+	}
+	return m, nil
+}
+
+// verifyCursor checks that the point at the cursor's height exists and
+// carries the chain block's hash. When it does not (the collection was
+// lost and recreated, or Qdrant was restored from an older copy), it finds
+// the last height that does by binary search over point IDs (= heights;
+// the collection is filled in height order, so what it holds is a prefix)
+// and moves the cursor back there, so the next drain refills the rest.
+func (s *syncer) verifyCursor(ctx context.Context) error {
+	store := s.d.Chain
+	s.alive(chainSlack)
+	cur, ok, err := store.Cursor(ctx, s.name)
+	if err != nil || !ok {
+		return err
+	}
+	skipped, err := s.skipped(ctx)
+	if err != nil {
+		return err
+	}
+	// good(h): the collection holds heights up to h. A height skipped as
+	// poison has no point; the highest height at or below h that is not
+	// skipped stands for it.
+	good := func(h uint64) (bool, error) {
+		for skipped[h] {
+			if h == 0 {
+				return true, nil
+			}
+			h--
+		}
+		s.alive(chainSlack)
+		b, err := store.Get(ctx, h)
+		if errors.Is(err, chain.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		var pts []*qdrant.RetrievedPoint
+		err = s.call(ctx, "get point", func(c context.Context) error {
+			var err error
+			pts, err = s.d.Qdrant.Get(c, &qdrant.GetPoints{
+				CollectionName: s.cfg.Collection,
+				Ids:            []*qdrant.PointId{qdrant.NewIDNum(h)},
+				WithPayload:    qdrant.NewWithPayload(true),
+			})
+			return err
+		})
+		if err != nil {
+			return false, fmt.Errorf("qdrant collection %s: point %d: %w", s.cfg.Collection, h, err)
+		}
+		hash, _ := b.Hash.MarshalText()
+		return len(pts) == 1 && pts[0].GetPayload()["hash"].GetStringValue() == string(hash), nil
+	}
+	if ok, err := good(cur); ok || err != nil {
+		return err
+	}
+	// The first height not held is in [0, cur].
+	lo, hi := uint64(0), cur
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		ok, err := good(mid)
+		if err != nil {
+			return err
+		}
+		if ok {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	wctx := context.WithoutCancel(ctx)
+	if lo == 0 {
+		s.log.Warn("qdrant collection holds none of the synced blocks, syncing from height 0", "collection", s.cfg.Collection, "cursor", cur)
+		return store.DeleteCursor(wctx, s.name)
+	}
+	s.log.Warn("qdrant collection is behind the cursor, syncing again from the last block it holds",
+		"collection", s.cfg.Collection, "cursor", cur, "height", lo-1)
+	return store.SetCursor(wctx, s.name, lo-1)
+}
+
+// recheck reads the collection's parameters afresh before a refusal is
+// blamed on a block: a collection replaced by one of another size would
+// refuse every block.
+func (s *syncer) recheck(ctx context.Context) error {
+	info, err := s.getInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("qdrant collection %s: %w", s.cfg.Collection, err)
+	}
+	return checkParams(s.cfg.Collection, info, uint64(s.d.Embedder.Dim()), s.cfg.Distance)
+}
+
 // collectionParams extracts the single dense vector's size and distance.
 func collectionParams(info *qdrant.CollectionInfo) (uint64, Distance, bool) {
 	p := info.GetConfig().GetParams().GetVectorsConfig().GetParams()
@@ -310,16 +549,35 @@ func checkParams(name string, info *qdrant.CollectionInfo, size uint64, d Distan
 	return nil
 }
 
+// maxLost bounds how often one drain recreates a collection that
+// vanished under it before giving up.
+const maxLost = 3
+
 // drain sends every block after the cursor, a window of Parallel batches
-// at a time, and advances the cursor over the acknowledged prefix.
+// at a time, and advances the cursor over the acknowledged prefix. When
+// the collection vanishes (NotFound), it is ensured again, the cursor
+// checked against what it holds, and the drain goes on from there.
 func (s *syncer) drain(ctx context.Context, onBatch func(cursor, head uint64)) (SyncResult, error) {
 	start := time.Now()
 	res := SyncResult{}
 	defer func() { res.Duration = time.Since(start) }()
+	for lost := 0; ; lost++ {
+		err := s.drainOnce(ctx, &res, onBatch, lost == 0)
+		if status.Code(err) != codes.NotFound || lost == maxLost || ctx.Err() != nil {
+			return res, err
+		}
+		s.log.Warn("qdrant collection missing, creating it and checking what it holds", "collection", s.cfg.Collection, "err", err)
+		if err := s.start(ctx); err != nil {
+			return res, err
+		}
+	}
+}
+
+func (s *syncer) drainOnce(ctx context.Context, res *SyncResult, onBatch func(cursor, head uint64), first bool) error {
 	store := s.d.Chain
 	cur, ok, err := store.Cursor(ctx, s.name)
 	if err != nil {
-		return res, err
+		return err
 	}
 	next := uint64(0)
 	if ok {
@@ -328,30 +586,34 @@ func (s *syncer) drain(ctx context.Context, onBatch func(cursor, head uint64)) (
 	res.Cursor = cur
 	head, err := store.Head(ctx)
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.Head = head.Height
-	res.From = next
+	if first {
+		res.From = next
+	}
 	window := s.cfg.Batch * s.cfg.Parallel
 	for next <= head.Height {
+		s.alive(chainSlack)
 		blocks, err := store.Blocks(ctx, chain.Query{From: next, To: head.Height, Limit: window})
 		if err != nil {
-			return res, err
+			return err
 		}
 		if len(blocks) == 0 {
 			break
 		}
 		for i, b := range blocks {
 			if b.Height != next+uint64(i) {
-				return res, fmt.Errorf("chain: height %d missing (found %d): run chain verify", next+uint64(i), b.Height)
+				return fmt.Errorf("chain: height %d missing (found %d): run chain verify", next+uint64(i), b.Height)
 			}
 		}
-		done, err := s.sendWindow(ctx, blocks, &res)
+		done, err := s.sendWindow(ctx, blocks, res)
 		if done > 0 {
 			last := blocks[done-1].Height
+			s.alive(chainSlack)
 			// Committed even when ctx was cancelled: Qdrant has these.
 			if cerr := store.SetCursor(context.WithoutCancel(ctx), s.name, last); cerr != nil {
-				return res, errors.Join(err, cerr)
+				return errors.Join(err, cerr)
 			}
 			res.Cursor, res.To = last, last
 			res.Points += done
@@ -359,18 +621,20 @@ func (s *syncer) drain(ctx context.Context, onBatch func(cursor, head uint64)) (
 			if onBatch != nil {
 				onBatch(last, head.Height)
 			}
-			s.ping(false)
 		}
 		if err != nil {
-			return res, err
+			return err
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // sendWindow upserts blocks in batches, Parallel at a time, and returns
-// how many leading blocks are acknowledged. A batch refused for good is
-// retried point by point to name the poison block.
+// how many leading blocks are acknowledged. A batch refused with
+// InvalidArgument, while the collection still has the configured
+// parameters, is retried point by point to name the poison block; any
+// other refusal is returned as it is (NotFound to drain, the rest to the
+// caller).
 func (s *syncer) sendWindow(ctx context.Context, blocks []chain.Block, res *SyncResult) (int, error) {
 	points := make([]*qdrant.PointStruct, len(blocks))
 	for i, b := range blocks {
@@ -400,7 +664,10 @@ func (s *syncer) sendWindow(ctx context.Context, blocks []chain.Block, res *Sync
 			res.Batches++
 			continue
 		}
-		if retryable(err) || ctx.Err() != nil {
+		if ctx.Err() != nil || status.Code(err) != codes.InvalidArgument {
+			return done, err
+		}
+		if err := s.recheck(ctx); err != nil {
 			return done, err
 		}
 		// Refused for good: find the block, one point at a time.
@@ -410,7 +677,10 @@ func (s *syncer) sendWindow(ctx context.Context, blocks []chain.Block, res *Sync
 				done++
 				continue
 			}
-			if retryable(err) || ctx.Err() != nil {
+			if ctx.Err() != nil || status.Code(err) != codes.InvalidArgument {
+				return done, err
+			}
+			if err := s.recheck(ctx); err != nil {
 				return done, err
 			}
 			h := p.GetId().GetNum()

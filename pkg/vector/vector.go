@@ -176,7 +176,7 @@ type Deps struct {
 	Embedder Embedder
 	Notifier Notifier // nil: none
 	// WatchdogInterval is the service manager's watchdog timeout (0: none);
-	// the loop pings at least twice per interval.
+	// Run pings twice per interval while its loop is alive.
 	WatchdogInterval time.Duration
 	Logger           *slog.Logger     // nil: discard
 	Now              func() time.Time // nil: time.Now
@@ -209,9 +209,12 @@ func (d Deps) notify(state string) {
 // collection acknowledged.
 func CursorName(collection string) string { return "vector/" + collection }
 
+// skippedPrefix starts the names of a collection's skipped-block cursors.
+func skippedPrefix(collection string) string { return "vector-skipped/" + collection + "/" }
+
 // skippedCursorName records a block skipped by SkipPoison.
 func skippedCursorName(collection string, height uint64) string {
-	return fmt.Sprintf("vector-skipped/%s/%d", collection, height)
+	return fmt.Sprintf("%s%d", skippedPrefix(collection), height)
 }
 
 // ErrCollectionMismatch: the collection exists with another vector size

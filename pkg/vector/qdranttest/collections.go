@@ -119,7 +119,8 @@ func (cs *collectionsService) Create(_ context.Context, req *qdrant.CreateCollec
 		return nil, status.Errorf(codes.AlreadyExists, "Wrong input: Collection `%s` already exists!", name)
 	}
 	if _, ok := s.aliases[name]; ok {
-		return nil, status.Errorf(codes.AlreadyExists, "Wrong input: Alias with name `%s` already exists!", name)
+		// Qdrant's words; a bad-input error, so InvalidArgument over gRPC.
+		return nil, status.Errorf(codes.InvalidArgument, "Wrong input: Can't create collection with name %s. Alias with the same name already exists", name)
 	}
 	s.collections[name] = newCollection(p.GetSize(), p.GetDistance())
 	return &qdrant.CollectionOperationResponse{Result: true}, nil
@@ -129,26 +130,33 @@ func (cs *collectionsService) Delete(_ context.Context, req *qdrant.DeleteCollec
 	s := cs.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name := req.GetCollectionName()
+	ok := s.deleteCollection(req.GetCollectionName())
+	// Qdrant answers false, not an error, for a collection it did not have.
+	return &qdrant.CollectionOperationResponse{Result: ok}, nil
+}
+
+// deleteCollection drops a collection and, as Qdrant does, its aliases.
+func (s *Server) deleteCollection(name string) bool {
 	_, ok := s.collections[name]
 	delete(s.collections, name)
-	// Qdrant drops a collection's aliases with it.
 	for a, target := range s.aliases {
 		if target == name {
 			delete(s.aliases, a)
 		}
 	}
-	// Qdrant answers false, not an error, for a collection it did not have.
-	return &qdrant.CollectionOperationResponse{Result: ok}, nil
+	return ok
 }
 
-// UpdateAliases applies the actions all or none, as Qdrant does, so a
-// delete-then-create swaps an alias with no moment where it is missing.
+// UpdateAliases applies the actions in order, as Qdrant's
+// TableOfContent::update_aliases does: under one lock over collections
+// and aliases, so no reader sees the state between two actions of a
+// request, but not all or none: actions before a failing one stay
+// applied. CreateAlias overwrites an alias of the same name; DeleteAlias
+// of an alias that does not exist does nothing.
 func (cs *collectionsService) UpdateAliases(_ context.Context, req *qdrant.ChangeAliases) (*qdrant.CollectionOperationResponse, error) {
 	s := cs.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := maps.Clone(s.aliases)
 	for _, op := range req.GetActions() {
 		switch {
 		case op.GetCreateAlias() != nil:
@@ -159,29 +167,21 @@ func (cs *collectionsService) UpdateAliases(_ context.Context, req *qdrant.Chang
 			if _, ok := s.collections[a.GetAliasName()]; ok {
 				return nil, status.Errorf(codes.AlreadyExists, "Wrong input: Collection `%s` already exists!", a.GetAliasName())
 			}
-			if _, ok := next[a.GetAliasName()]; ok {
-				return nil, status.Errorf(codes.AlreadyExists, "Wrong input: Alias with name `%s` already exists!", a.GetAliasName())
-			}
-			next[a.GetAliasName()] = a.GetCollectionName()
+			s.aliases[a.GetAliasName()] = a.GetCollectionName()
 		case op.GetDeleteAlias() != nil:
-			name := op.GetDeleteAlias().GetAliasName()
-			if _, ok := next[name]; !ok {
-				return nil, status.Errorf(codes.NotFound, "Not found: Alias `%s` doesn't exist!", name)
-			}
-			delete(next, name)
+			delete(s.aliases, op.GetDeleteAlias().GetAliasName())
 		case op.GetRenameAlias() != nil:
 			r := op.GetRenameAlias()
-			target, ok := next[r.GetOldAliasName()]
+			target, ok := s.aliases[r.GetOldAliasName()]
 			if !ok {
-				return nil, status.Errorf(codes.NotFound, "Not found: Alias `%s` doesn't exist!", r.GetOldAliasName())
+				return nil, status.Errorf(codes.NotFound, "Not found: Alias %s not found", r.GetOldAliasName())
 			}
-			delete(next, r.GetOldAliasName())
-			next[r.GetNewAliasName()] = target
+			delete(s.aliases, r.GetOldAliasName())
+			s.aliases[r.GetNewAliasName()] = target
 		default:
 			return nil, status.Error(codes.InvalidArgument, "Wrong input: empty alias action")
 		}
 	}
-	s.aliases = next
 	return &qdrant.CollectionOperationResponse{Result: true}, nil
 }
 

@@ -38,21 +38,40 @@ func denseData(v *qdrant.Vectors) ([]float32, bool) {
 	return data, data != nil
 }
 
-func (ps *pointsService) Upsert(_ context.Context, req *qdrant.UpsertPoints) (*qdrant.PointsOperationResponse, error) {
+// pendingUpsert is an acknowledged wait=false upsert, not applied yet.
+type pendingUpsert struct {
+	c       *collection
+	ids     []uint64
+	vecs    [][]float32
+	payload []map[string]*qdrant.Value
+}
+
+func (u pendingUpsert) apply() {
+	for i, id := range u.ids {
+		u.c.points[id] = &point{vector: u.vecs[i], payload: u.payload[i]}
+	}
+}
+
+// applyPending applies every queued wait=false upsert, in order.
+func (s *Server) applyPending() {
+	for _, u := range s.pending {
+		u.apply()
+	}
+	s.pending = nil
+}
+
+func (ps *pointsService) Upsert(ctx context.Context, req *qdrant.UpsertPoints) (*qdrant.PointsOperationResponse, error) {
 	s := ps.s
 	s.mu.Lock()
 	s.upserts++
 	if len(s.faults.fail) > 0 {
 		c := s.faults.fail[0]
 		s.faults.fail = s.faults.fail[1:]
+		if c == codes.ResourceExhausted {
+			retryAfterTrailer(ctx, s.faults.retryAfter)
+		}
 		s.mu.Unlock()
 		return nil, status.Errorf(c, "injected fault: %s", c)
-	}
-	if s.faults.drops > 0 {
-		s.faults.drops--
-		s.mu.Unlock()
-		s.lis.dropAll()
-		return nil, status.Error(codes.Unavailable, "injected fault: connection dropped")
 	}
 	defer s.mu.Unlock()
 	name := req.GetCollectionName()
@@ -61,8 +80,7 @@ func (ps *pointsService) Upsert(_ context.Context, req *qdrant.UpsertPoints) (*q
 		return nil, collectionNotFound(name)
 	}
 	// Validate the whole batch first: Qdrant applies a batch or refuses it.
-	ids := make([]uint64, 0, len(req.GetPoints()))
-	vecs := make([][]float32, 0, len(req.GetPoints()))
+	u := pendingUpsert{c: c}
 	for _, p := range req.GetPoints() {
 		id, err := pointNum(p.GetId())
 		if err != nil {
@@ -83,25 +101,46 @@ func (ps *pointsService) Upsert(_ context.Context, req *qdrant.UpsertPoints) (*q
 		} else {
 			v = slices.Clone(v)
 		}
-		ids = append(ids, id)
-		vecs = append(vecs, v)
+		u.ids = append(u.ids, id)
+		u.vecs = append(u.vecs, v)
+		u.payload = append(u.payload, p.GetPayload())
 	}
-	for i, p := range req.GetPoints() {
-		c.points[ids[i]] = &point{vector: vecs[i], payload: p.GetPayload()}
+	// Updates are applied in the order they arrived: a waited one after
+	// every queued one.
+	s.applyPending()
+	if s.faults.drops > 0 {
+		s.faults.drops--
+		half := len(u.ids) / 2
+		pendingUpsert{c: c, ids: u.ids[:half], vecs: u.vecs[:half], payload: u.payload[:half]}.apply()
+		s.mu.Unlock()
+		s.lis.dropAll()
+		s.mu.Lock()
+		return nil, status.Error(codes.Unavailable, "injected fault: connection dropped mid-batch")
+	}
+	st := qdrant.UpdateStatus_Completed
+	if req.GetWait() {
+		u.apply()
+	} else {
+		// Acknowledged now, applied later; lost if the server stops first.
+		st = qdrant.UpdateStatus_Acknowledged
+		s.pending = append(s.pending, u)
+		if len(s.pending) == 1 && !s.stopped {
+			s.applier = time.AfterFunc(s.asyncDelay, func() {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				s.applyPending()
+			})
+		}
 	}
 	if f := s.afterUpsert; f != nil {
 		// Unlocked: the hook may block (kill a process) while other calls run.
 		s.mu.Unlock()
-		f(name, ids)
+		f(name, u.ids)
 		s.mu.Lock()
 	}
 	if s.faults.loseAnswers > 0 {
 		s.faults.loseAnswers--
 		return nil, status.Error(codes.Unavailable, "injected fault: answer lost after apply")
-	}
-	st := qdrant.UpdateStatus_Acknowledged
-	if req.GetWait() {
-		st = qdrant.UpdateStatus_Completed
 	}
 	op := uint64(s.upserts)
 	return &qdrant.PointsOperationResponse{Result: &qdrant.UpdateResult{OperationId: &op, Status: st}}, nil

@@ -9,19 +9,30 @@
 // collection NotFound, wrong or missing "api-key" Unauthenticated, cosine
 // vectors normalised on upsert, payload filters (keyword/integer match,
 // numeric and datetime ranges, has_id), scroll, count and nearest query.
-// It adds fault injection (Unavailable/ResourceExhausted answers, dropped
-// connections, applied-but-lost answers, rejected points).
+// Upserts with wait=false are acknowledged at once and applied later, in
+// order, as Qdrant's update queue does (lost if the server stops first);
+// an upsert with wait=true is applied after every queued one. Alias
+// actions are applied one by one under one lock, as Qdrant does. A
+// read-only API key gets PermissionDenied on every write. It adds fault
+// injection (Unavailable/ResourceExhausted answers, with Qdrant's
+// retry-after trailer, dropped connections, applied-but-lost answers,
+// rejected points, and any code on any method).
 //
 // It must not be used by production code: it keeps everything in memory
 // and implements only the subset above.
 package qdranttest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc"
@@ -35,16 +46,22 @@ const Version = "1.17.0"
 
 // Server is a running stand-in. Its methods are safe for concurrent use.
 type Server struct {
-	addr   *net.TCPAddr
-	lis    *trackingListener
-	grpc   *grpc.Server
-	apiKey string
+	addr       *net.TCPAddr
+	lis        *trackingListener
+	grpc       *grpc.Server
+	apiKey     string
+	roKey      string
+	asyncDelay time.Duration
 
 	mu          sync.Mutex
 	collections map[string]*collection
 	aliases     map[string]string // alias -> collection
 	faults      faults
 	upserts     int // Upsert calls answered or failed, faults included
+	// pending holds acknowledged wait=false upserts not applied yet.
+	pending []pendingUpsert
+	applier *time.Timer
+	stopped bool
 	// AfterUpsert, when set, runs after an upsert was applied and before
 	// it is answered: tests kill a client process there.
 	afterUpsert func(collection string, ids []uint64)
@@ -53,10 +70,17 @@ type Server struct {
 type faults struct {
 	// codes to answer the next upserts with, in order, without applying.
 	fail []codes.Code
+	// retry-after seconds sent with injected ResourceExhausted answers
+	// (0: none).
+	retryAfter int
 	// applied then answered Unavailable, as if the answer was lost.
 	loseAnswers int
-	// connections closed in the middle of the next upserts, before applying.
+	// connections closed in the middle of the next upserts, after the
+	// first half of the batch was applied.
 	drops int
+	// errors to answer the next calls of a method with, by method name
+	// ("Get", "Create", "Upsert", ...).
+	calls map[string][]error
 	// point IDs answered with InvalidArgument whenever they are upserted.
 	reject map[uint64]bool
 }
@@ -65,6 +89,12 @@ type faults struct {
 type Options struct {
 	// APIKey, when set, is required in the "api-key" metadata of every call.
 	APIKey string
+	// ReadOnlyAPIKey, when set, is also accepted, for reads only: writes
+	// answer PermissionDenied, as Qdrant's read_only_api_key does.
+	ReadOnlyAPIKey string
+	// AsyncDelay is how long a wait=false upsert stays queued before it is
+	// applied; 0 means 50ms.
+	AsyncDelay time.Duration
 	// Addr is the address to listen on; "" means 127.0.0.1:0.
 	Addr string
 }
@@ -95,6 +125,8 @@ func Listen(opts Options) (*Server, error) {
 		addr:        l.Addr().(*net.TCPAddr),
 		lis:         &trackingListener{Listener: l, conns: map[net.Conn]bool{}},
 		apiKey:      opts.APIKey,
+		roKey:       opts.ReadOnlyAPIKey,
+		asyncDelay:  cmp.Or(opts.AsyncDelay, 50*time.Millisecond),
 		collections: map[string]*collection{},
 		aliases:     map[string]string{},
 	}
@@ -112,8 +144,76 @@ func (s *Server) Host() string { return s.addr.IP.String() }
 // Port is the TCP port the server listens on.
 func (s *Server) Port() int { return s.addr.Port }
 
-// Stop closes the listener and every connection.
-func (s *Server) Stop() { s.grpc.Stop() }
+// Stop closes the listener and every connection. Queued wait=false
+// upserts are lost, as when Qdrant is killed before applying them.
+func (s *Server) Stop() {
+	s.grpc.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	s.pending = nil
+	if s.applier != nil {
+		s.applier.Stop()
+	}
+}
+
+// Pending counts acknowledged wait=false upserts not applied yet.
+func (s *Server) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+// Throttle makes the next n upserts answer ResourceExhausted with a
+// retry-after trailer of secs seconds, as Qdrant's rate limiter does.
+func (s *Server) Throttle(n, secs int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.faults.fail = append(s.faults.fail, codes.ResourceExhausted)
+	}
+	s.faults.retryAfter = secs
+}
+
+// FailCalls makes the next len(errs) calls of a method answer with errs,
+// in order, before anything is done. method is the gRPC method name
+// without its service ("Get", "Create", "Upsert", "UpdateAliases" ...);
+// errs are status errors (status.Error).
+func (s *Server) FailCalls(method string, errs ...error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faults.calls == nil {
+		s.faults.calls = map[string][]error{}
+	}
+	s.faults.calls[method] = append(s.faults.calls[method], errs...)
+}
+
+// DeleteCollection drops a collection behind the client's back, as an
+// operator or a lost volume would.
+func (s *Server) DeleteCollection(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deleteCollection(name)
+}
+
+// DeletePoints drops points behind the client's back, as restoring
+// Qdrant from an older copy does.
+func (s *Server) DeletePoints(name string, ids ...uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.lookup(name); ok {
+		for _, id := range ids {
+			delete(c.points, id)
+		}
+	}
+}
+
+// Aliases returns alias -> collection.
+func (s *Server) Aliases() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.aliases)
+}
 
 // FailUpserts makes the next len(cs) upserts fail with the given codes, in
 // order, without applying them (Qdrant down or overloaded).
@@ -131,8 +231,8 @@ func (s *Server) LoseAnswers(n int) {
 	s.faults.loseAnswers += n
 }
 
-// DropConnections makes the next n upserts close every client connection
-// in the middle of the call, before anything is applied.
+// DropConnections makes the next n upserts apply the first half of their
+// points and then close every client connection, unanswered.
 func (s *Server) DropConnections(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -210,22 +310,52 @@ func (s *Server) CreateCollection(name string, size uint64, d qdrant.Distance) {
 	s.collections[name] = newCollection(size, d)
 }
 
+// writes are the methods a read-only key may not call.
+var writes = map[string]bool{
+	"Create": true, "Update": true, "Delete": true, "UpdateAliases": true,
+	"Upsert": true, "UpdateVectors": true, "DeleteVectors": true, "SetPayload": true,
+	"OverwritePayload": true, "DeletePayload": true, "ClearPayload": true,
+	"CreateFieldIndex": true, "DeleteFieldIndex": true, "UpdateBatch": true,
+}
+
 // auth checks the api-key metadata the way Qdrant does when started with
-// an API key: a missing or different key is Unauthenticated. The health
-// check is open, as in Qdrant.
+// an API key: a missing or unknown key is Unauthenticated ("Invalid API
+// key or JWT"), the read-only key may read but not write
+// (PermissionDenied). The health check is open, as in Qdrant. It then
+// answers injected per-method faults.
 func (s *Server) auth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if s.apiKey == "" || info.FullMethod == qdrant.Qdrant_HealthCheck_FullMethodName {
-		return h(ctx, req)
+	method := info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]
+	if s.apiKey != "" && info.FullMethod != qdrant.Qdrant_HealthCheck_FullMethodName {
+		md, _ := metadata.FromIncomingContext(ctx)
+		keys := md.Get("api-key")
+		switch {
+		case len(keys) == 0:
+			return nil, status.Error(codes.Unauthenticated, "Must provide an API key or an Authorization bearer token")
+		case keys[0] == s.apiKey:
+		case s.roKey != "" && keys[0] == s.roKey:
+			if writes[method] {
+				return nil, status.Errorf(codes.PermissionDenied, "Forbidden: Write access to %s is required", method)
+			}
+		default:
+			return nil, status.Error(codes.Unauthenticated, "Invalid API key or JWT")
+		}
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	keys := md.Get("api-key")
-	if len(keys) == 0 {
-		return nil, status.Error(codes.Unauthenticated, "Must provide an API key or an Authorization bearer token")
+	s.mu.Lock()
+	if errs := s.faults.calls[method]; len(errs) > 0 {
+		s.faults.calls[method] = errs[1:]
+		s.mu.Unlock()
+		return nil, errs[0]
 	}
-	if keys[0] != s.apiKey {
-		return nil, status.Error(codes.Unauthenticated, "Invalid api-key")
-	}
+	s.mu.Unlock()
 	return h(ctx, req)
+}
+
+// retryAfterTrailer sends Qdrant's retry-after trailer with a
+// ResourceExhausted answer.
+func retryAfterTrailer(ctx context.Context, secs int) {
+	if secs > 0 {
+		_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", strconv.Itoa(secs)))
+	}
 }
 
 // collectionNotFound is Qdrant's answer for a name it does not know.

@@ -1,8 +1,11 @@
 package qdranttest
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc/codes"
@@ -132,6 +135,10 @@ func TestAPIKeyChecked(t *testing.T) {
 			t.Errorf("key %q: %v, want %s", key, err, want)
 		}
 	}
+	// Qdrant's words for a wrong key.
+	if _, err := client(t, s, "k2").ListCollections(ctx); !strings.HasSuffix(err.Error(), "desc = Invalid API key or JWT") {
+		t.Errorf("wrong key: %v", err)
+	}
 	// Health is open, as in Qdrant.
 	if r, err := client(t, s, "").HealthCheck(ctx); err != nil || r.GetVersion() != Version {
 		t.Errorf("health: %v %v", r, err)
@@ -144,7 +151,7 @@ func TestFaults(t *testing.T) {
 	ctx := t.Context()
 	s.CreateCollection("c", 2, qdrant.Distance_Dot)
 	up := func(id uint64) error {
-		_, err := c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: "c", Points: []*qdrant.PointStruct{pt(id, []float32{1, 1}, "a", 1)}})
+		_, err := c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: "c", Wait: qdrant.PtrOf(true), Points: []*qdrant.PointStruct{pt(id, []float32{1, 1}, "a", 1)}})
 		return err
 	}
 	s.FailUpserts(codes.Unavailable, codes.ResourceExhausted)
@@ -171,11 +178,145 @@ func TestFaults(t *testing.T) {
 	if err := up(3); err != nil {
 		t.Fatalf("after reconnect: %v", err)
 	}
+	// A dropped batch is half applied.
+	s.DropConnections(1)
+	var four []*qdrant.PointStruct
+	for id := uint64(10); id < 14; id++ {
+		four = append(four, pt(id, []float32{1, 1}, "a", 1))
+	}
+	if _, err := c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: "c", Wait: qdrant.PtrOf(true), Points: four}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("dropped batch: %v", err)
+	}
+	if ids, _ := s.IDs("c"); fmt.Sprint(ids) != "[2 3 10 11]" {
+		t.Fatalf("dropped batch applied %v, want its first half", ids)
+	}
 	s.RejectPoint(9)
 	if err := up(9); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("rejected point: %v", err)
 	}
-	if s.UpsertCalls() != 6 {
-		t.Fatalf("upsert calls %d, want 6", s.UpsertCalls())
+	if s.UpsertCalls() != 7 {
+		t.Fatalf("upsert calls %d, want 7", s.UpsertCalls())
+	}
+}
+
+// TestThrottleRetryAfter: ResourceExhausted carries Qdrant's retry-after
+// trailer, which the client turns into QdrantResourceExhaustedError.
+func TestThrottleRetryAfter(t *testing.T) {
+	s := Start(t, Options{})
+	c := client(t, s, "")
+	s.CreateCollection("c", 2, qdrant.Distance_Dot)
+	s.Throttle(1, 7)
+	_, err := c.Upsert(t.Context(), &qdrant.UpsertPoints{CollectionName: "c", Wait: qdrant.PtrOf(true), Points: []*qdrant.PointStruct{pt(1, []float32{1, 1}, "a", 1)}})
+	var re *qdrant.QdrantResourceExhaustedError
+	if !errors.As(err, &re) || re.RetryAfterS != 7 {
+		t.Fatalf("throttled upsert: %v, want retry after 7 s", err)
+	}
+}
+
+// TestWaitFalseIsAsync: a wait=false upsert is acknowledged before it is
+// applied, applied in order before a later waited one, and lost when the
+// server stops first.
+func TestWaitFalseIsAsync(t *testing.T) {
+	s := Start(t, Options{AsyncDelay: time.Hour})
+	c := client(t, s, "")
+	ctx := t.Context()
+	s.CreateCollection("c", 2, qdrant.Distance_Dot)
+	r, err := c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: "c", Wait: qdrant.PtrOf(false), Points: []*qdrant.PointStruct{pt(1, []float32{1, 1}, "a", 1)}})
+	if err != nil || r.GetStatus() != qdrant.UpdateStatus_Acknowledged {
+		t.Fatalf("async upsert: %v %v", r, err)
+	}
+	if ids, _ := s.IDs("c"); len(ids) != 0 || s.Pending() != 1 {
+		t.Fatalf("async upsert applied at once: %v", ids)
+	}
+	if _, err := c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: "c", Wait: qdrant.PtrOf(true), Points: []*qdrant.PointStruct{pt(2, []float32{1, 1}, "a", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := s.IDs("c"); fmt.Sprint(ids) != "[1 2]" {
+		t.Fatalf("after a waited upsert: %v", ids)
+	}
+	if _, err := c.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: "c", Points: []*qdrant.PointStruct{pt(3, []float32{1, 1}, "a", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	if ids, _ := s.IDs("c"); fmt.Sprint(ids) != "[1 2]" || s.Pending() != 0 {
+		t.Fatalf("queued upsert survived the stop: %v", ids)
+	}
+
+	// With the default delay it is applied without another call.
+	s2 := Start(t, Options{})
+	c2 := client(t, s2, "")
+	s2.CreateCollection("c", 2, qdrant.Distance_Dot)
+	if _, err := c2.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: "c", Points: []*qdrant.PointStruct{pt(5, []float32{1, 1}, "a", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	for s2.Pending() > 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if ids, _ := s2.IDs("c"); fmt.Sprint(ids) != "[5]" {
+		t.Fatalf("queued upsert never applied: %v", ids)
+	}
+}
+
+// TestAliases pins Qdrant's alias semantics: actions applied one by one
+// (an earlier one stays when a later fails), create overwrites, delete of
+// a missing alias is a no-op, a collection cannot take an alias's name.
+func TestAliases(t *testing.T) {
+	s := Start(t, Options{})
+	c := client(t, s, "")
+	ctx := t.Context()
+	s.CreateCollection("c1", 2, qdrant.Distance_Dot)
+	s.CreateCollection("c2", 2, qdrant.Distance_Dot)
+	err := c.UpdateAliases(ctx, []*qdrant.AliasOperations{qdrant.NewAliasCreate("a", "c1"), qdrant.NewAliasCreate("b", "missing")})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("create on a missing collection: %v", err)
+	}
+	if got := s.Aliases(); fmt.Sprint(got) != "map[a:c1]" {
+		t.Fatalf("after a failed request: %v, want the first action applied", got)
+	}
+	if err := c.CreateAlias(ctx, "a", "c2"); err != nil {
+		t.Fatalf("create over an existing alias: %v", err)
+	}
+	if got := s.Aliases(); fmt.Sprint(got) != "map[a:c2]" {
+		t.Fatalf("create did not overwrite: %v", got)
+	}
+	if err := c.DeleteAlias(ctx, "nope"); err != nil {
+		t.Fatalf("delete of a missing alias: %v", err)
+	}
+	err = c.CreateCollection(ctx, &qdrant.CreateCollection{CollectionName: "a", VectorsConfig: qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: 2, Distance: qdrant.Distance_Dot})})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "Can't create collection with name a. Alias with the same name already exists") {
+		t.Fatalf("create collection named like an alias: %v", err)
+	}
+	if err := c.CreateAlias(ctx, "c1", "c2"); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("alias named like a collection: %v", err)
+	}
+	if err := c.DeleteCollection(ctx, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Aliases(); len(got) != 0 {
+		t.Fatalf("aliases of a deleted collection kept: %v", got)
+	}
+}
+
+// TestReadOnlyKeyAndFailCalls: the read-only key reads but may not write
+// (PermissionDenied); FailCalls answers any method with any error.
+func TestReadOnlyKeyAndFailCalls(t *testing.T) {
+	s := Start(t, Options{APIKey: "rw", ReadOnlyAPIKey: "ro"})
+	s.CreateCollection("c", 2, qdrant.Distance_Dot)
+	ro := client(t, s, "ro")
+	ctx := t.Context()
+	if _, err := ro.GetCollectionInfo(ctx, "c"); err != nil {
+		t.Fatalf("read with the read-only key: %v", err)
+	}
+	_, err := ro.Upsert(ctx, &qdrant.UpsertPoints{CollectionName: "c", Wait: qdrant.PtrOf(true), Points: []*qdrant.PointStruct{pt(1, []float32{1, 1}, "a", 1)}})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("write with the read-only key: %v", err)
+	}
+	s.FailCalls("Get", status.Error(codes.Internal, "boom"))
+	rw := client(t, s, "rw")
+	if _, err := rw.GetCollectionInfo(ctx, "c"); status.Code(err) != codes.Internal {
+		t.Fatalf("injected: %v", err)
+	}
+	if _, err := rw.GetCollectionInfo(ctx, "c"); err != nil {
+		t.Fatalf("after the injected one: %v", err)
 	}
 }
