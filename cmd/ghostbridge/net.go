@@ -34,22 +34,49 @@ ports and VLAN tags, uplink offloads, IP forwarding and the OpenFlow guard
 that keeps foreign MACs and internal broadcasts off the provider's wire.
 
 "net plan" shows what "net up" would change; "net up" changes only that, in
-an order that never leaves the host without its default route, and undoes
-its changes when a step fails; "net down" removes what "net up" created and
-gives the uplink its addresses, routes and offloads back. Everything
-ghostbridge creates in OVS carries external_ids:ghostbridge=managed.
+an order that never leaves the host without its routes, and puts the host
+back as it was when a step fails; "net try" applies like "net up" and rolls
+back unless "net confirm" arrives in time; "net down" removes what "net up"
+created and gives the uplink its addresses, routes and offloads and the
+host its forwarding settings back. Everything ghostbridge creates in OVS
+carries external_ids:ghostbridge=managed.
 
 OVS is reached through ovs-vsctl and ovs-ofctl at net.ovsdb_socket
 (GHOSTBRIDGE_NET_OVSDB_SOCKET); links, addresses and routes through
 netlink; offloads through ethtool ioctls; forwarding through /proc/sys.`
 
+// defaultNetStateDir holds the state of `net try`: on tmpfs, so a reboot
+// (which brings the boot-time network back) forgets an unconfirmed try.
+const defaultNetStateDir = "/run/ghostbridge/net"
+
+// netOptions are the flags every net command shares.
+type netOptions struct {
+	StateDir string
+}
+
 func newNetCmd(a *App) *cobra.Command {
+	opts := &netOptions{}
 	cmd := newGroupCmd("net", "Converge the host's Open vSwitch networking", netLong)
-	cmd.AddCommand(newNetPlanCmd(a), newNetUpCmd(a), newNetDownCmd(a), newNetStatusCmd(a))
+	cmd.PersistentFlags().StringVar(&opts.StateDir, "state-dir", defaultNetStateDir, "directory for the state of an unconfirmed net try")
+	cmd.AddCommand(newNetPlanCmd(a, opts), newNetUpCmd(a, opts), newNetTryCmd(a, opts), newNetConfirmCmd(a, opts),
+		newNetDownCmd(a, opts), newNetStatusCmd(a, opts))
 	return cmd
 }
 
-func newNetPlanCmd(a *App) *cobra.Command {
+// warnPendingTry tells the operator on stderr about a try that is not
+// confirmed yet.
+func (a *App) warnPendingTry(opts *netOptions) {
+	info, err := netup.PendingTry(opts.StateDir)
+	if err != nil {
+		a.log.Warn("read net try state", "err", err)
+		return
+	}
+	if info != nil {
+		fmt.Fprintf(a.IO.ErrOut, "Warning: %v\n", &netup.PendingTryError{TryInfo: *info})
+	}
+}
+
+func newNetPlanCmd(a *App, opts *netOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "plan",
 		Short: "Show what net up would change, changing nothing",
@@ -60,6 +87,7 @@ when changes are pending.`,
   ghostbridge net plan --format json | jq '.changes[].kind'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.warnPendingTry(opts)
 			res, err := runNet(cmd.Context(), a, func(ctx context.Context, d netup.Deps, cfg netup.Config) (netup.Result, error) {
 				return netup.Up(ctx, d, cfg, netup.Options{DryRun: true})
 			})
@@ -77,20 +105,21 @@ when changes are pending.`,
 	}
 }
 
-func newNetUpCmd(a *App) *cobra.Command {
+func newNetUpCmd(a *App, opts *netOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "up",
 		Short: "Converge the host to the configured network",
 		Long: `Converge the host to the [net] configuration, changing only what differs:
-a second run changes nothing. The uplink's addresses and default route move
-to its bridge only after the bridge carries them, and every change is
-undone if a later step fails.`,
+a second run changes nothing. The uplink's addresses and every route through
+it move to its bridge only after the bridge carries the addresses, and if a
+step fails the host is put back exactly as it was before. It refuses to run
+while a "net try" is unconfirmed.`,
 		Example: `  ghostbridge net up
   ghostbridge --config /etc/ghostbridge/config.toml net up --format json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res, err := runNet(cmd.Context(), a, func(ctx context.Context, d netup.Deps, cfg netup.Config) (netup.Result, error) {
-				return netup.Up(ctx, d, cfg, netup.Options{})
+				return netup.Up(ctx, d, cfg, netup.Options{StateDir: opts.StateDir})
 			})
 			if err != nil {
 				return err
@@ -100,20 +129,22 @@ undone if a later step fails.`,
 	}
 }
 
-func newNetDownCmd(a *App) *cobra.Command {
+func newNetDownCmd(a *App, opts *netOptions) *cobra.Command {
 	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Remove what net up created and restore the uplink",
 		Long: `Delete the bridges "net up" created (external_ids:ghostbridge=managed) and
 the ports it added to other bridges, after giving each uplink back the
-addresses, routes and offloads it had before. Nothing else is touched.`,
+addresses, routes and offloads it had before, and put back the forwarding
+settings "net up" changed. A "net try" whose process died unconfirmed is
+rolled back first. Nothing else is touched.`,
 		Example: `  ghostbridge net down --dry-run
   ghostbridge net down`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res, err := runNet(cmd.Context(), a, func(ctx context.Context, d netup.Deps, _ netup.Config) (netup.Result, error) {
-				return netup.Down(ctx, d, netup.Options{DryRun: dryRun})
+				return netup.Down(ctx, d, netup.Options{DryRun: dryRun, StateDir: opts.StateDir})
 			})
 			if err != nil {
 				return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -126,5 +127,99 @@ ports = [{ name = "vm0", tag = 10 }]
 `, uplink, h.UplinkAddr, h.Gateway)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNetTryOnHost runs net try against a real Open vSwitch: without
+// confirm it rolls back (exit 1), interrupted it rolls back, and with net
+// confirm from another command it keeps the new state; while it waits,
+// net up refuses and net status shows it.
+func TestNetTryOnHost(t *testing.T) {
+	h := testenv.OVS(t)
+	cfgFile := filepath.Join(t.TempDir(), "config.toml")
+	writeHostConfig(t, cfgFile, h, "uplink0")
+	stateDir := t.TempDir()
+	env := cliEnv{"GHOSTBRIDGE_NET_OVSDB_SOCKET": h.DB}
+	runWith := func(o cliOptions, args ...string) result {
+		t.Helper()
+		o.env = env
+		var r result
+		if err := netdev.Do(h.Handle, func() error {
+			r = runCLIWith(t, o, append([]string{"--config", cfgFile}, args...)...)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	run := func(args ...string) result { t.Helper(); return runWith(cliOptions{}, args...) }
+	uplinkHasAddr := func() bool {
+		out, err := h.Exec(h.NS, "ip", "-br", "addr", "show", "dev", h.Uplink)
+		return err == nil && strings.Contains(out, h.UplinkAddr.String())
+	}
+
+	r := run("net", "try", "--timeout", "1ms", "--state-dir", stateDir)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "rolled back") || !strings.Contains(r.stdout, "rolled back (timeout)") {
+		t.Fatalf("try without confirm: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("net try --timeout 1ms:\n%s%s", r.stdout, r.stderr)
+	if out, err := h.Vsctl("list-br"); err != nil || strings.TrimSpace(out) != "" || !uplinkHasAddr() {
+		t.Fatalf("after rollback: bridges %q %v, uplink address back %v", out, err, uplinkHasAddr())
+	}
+
+	// waitFor starts net try in the background and returns once it waits.
+	waitFor := func(ctx context.Context) (<-chan result, *syncBuffer) {
+		t.Helper()
+		out := newSyncBuffer()
+		done := make(chan result, 1)
+		go func() {
+			done <- runWith(cliOptions{ctx: ctx, out: out}, "net", "try", "--timeout", "10m", "--state-dir", stateDir, "--format", "json")
+		}()
+		for !strings.Contains(out.String(), `"type":"waiting"`) {
+			select {
+			case <-out.wrote:
+			case r := <-done:
+				t.Fatalf("try ended before waiting: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			}
+		}
+		return done, out
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done, _ := waitFor(ctx)
+	cancel() // as SIGINT does through main's signal context
+	r = <-done
+	if r.code != exitFailure || !strings.Contains(r.stderr, "interrupted before 'net confirm': rolled back") || !strings.Contains(r.stdout, `"reason":"interrupted"`) {
+		t.Fatalf("interrupted try: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !uplinkHasAddr() {
+		t.Fatal("uplink address not back after an interrupted try")
+	}
+
+	done, _ = waitFor(context.Background())
+	if r = run("net", "up", "--state-dir", stateDir); r.code != exitFailure || !strings.Contains(r.stderr, "is waiting for 'ghostbridge net confirm'") {
+		t.Errorf("up while a try waits: exit %d\n%s", r.code, r.stderr)
+	}
+	if r = run("net", "status", "--state-dir", stateDir); !strings.Contains(r.stdout, "waiting for 'ghostbridge net confirm'") {
+		t.Errorf("status while a try waits: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r = run("net", "confirm", "--state-dir", stateDir); r.code != exitOK || !strings.Contains(r.stdout, "keeps the new state") {
+		t.Fatalf("confirm: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = <-done
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	var last netup.TryResult
+	if r.code != exitOK || len(lines) != 2 || json.Unmarshal([]byte(lines[1]), &last) != nil || !last.Confirmed ||
+		!strings.HasPrefix(lines[1], `{"schema":1,"type":"result"`) {
+		t.Fatalf("confirmed try: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r = run("net", "plan", "--state-dir", stateDir); r.code != exitOK || r.stderr != "" {
+		t.Errorf("plan after confirm: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r = run("net", "confirm", "--state-dir", stateDir); r.code != exitFailure || !strings.Contains(r.stderr, "no net try is pending") {
+		t.Errorf("confirm with nothing pending: exit %d\n%s", r.code, r.stderr)
+	}
+	if r = run("net", "down", "--state-dir", stateDir); r.code != exitOK || !uplinkHasAddr() {
+		t.Errorf("down: exit %d\n%s", r.code, r.stderr)
 	}
 }

@@ -6,20 +6,21 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ghostbridge/ghostbridge/pkg/netup"
 )
 
-func newNetStatusCmd(a *App) *cobra.Command {
+func newNetStatusCmd(a *App, opts *netOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Show bridges, ports, addresses, offloads, flows and forwarding",
 		Long: `Show each configured bridge as it is on the host: whether ghostbridge
 manages it, its ports, link state and addresses, routes, the uplink's
 offloads per feature, flows installed against flows expected, IP forwarding,
-and how many changes "net up" would make.`,
+how many changes "net up" would make, and a "net try" not yet confirmed.`,
 		Example: `  ghostbridge net status
   ghostbridge net status --format json | jq '.bridges[] | {name, flows_in_sync}'`,
 		Args: cobra.NoArgs,
@@ -28,6 +29,9 @@ and how many changes "net up" would make.`,
 			return a.withNet(ctx, func(d netup.Deps, cfg netup.Config) error {
 				st, err := netup.GetStatus(ctx, d, cfg)
 				if err != nil {
+					return err
+				}
+				if st.PendingTry, err = netup.PendingTry(opts.StateDir); err != nil {
 					return err
 				}
 				if a.format == FormatJSON {
@@ -104,6 +108,14 @@ func writeNetStatus(w io.Writer, st netup.Status) error {
 	}
 	for _, k := range slices.Sorted(maps.Keys(st.Forwarding)) {
 		fmt.Fprintf(&b, "%s = %s\n", k, st.Forwarding[k])
+	}
+	if p := st.PendingTry; p != nil {
+		if p.Waiting {
+			fmt.Fprintf(&b, "try       pid %d waiting for 'ghostbridge net confirm' until %s\n", p.PID, p.Deadline.UTC().Format(time.RFC3339))
+		} else {
+			fmt.Fprintf(&b, "try       UNCONFIRMED since %s, process %d gone: 'ghostbridge net confirm' keeps it, 'ghostbridge net try --rollback' restores the previous state\n",
+				p.Started.UTC().Format(time.RFC3339), p.PID)
+		}
 	}
 	if st.InSync {
 		b.WriteString("in sync\n")

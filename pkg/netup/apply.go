@@ -29,6 +29,10 @@ type Options struct {
 	DryRun bool
 	// OnChange is called after each change is applied.
 	OnChange func(Change)
+	// StateDir holds the state of `net try` (see Try). Up refuses to run
+	// while a try is unconfirmed there; Down rolls such a try back
+	// first. Empty: no try state is consulted.
+	StateDir string
 }
 
 // Prepare validates cfg, observes the host and plans. Flows are checked by
@@ -57,8 +61,13 @@ func Prepare(ctx context.Context, d Deps, cfg Config) ([]Change, error) {
 	return plan(cfg, ts, st), nil
 }
 
-// Up converges the host to cfg, changing only what differs.
+// Up converges the host to cfg, changing only what differs. When a step
+// fails, the host is put back to the state observed before the first
+// change.
 func Up(ctx context.Context, d Deps, cfg Config, opts Options) (Result, error) {
+	if err := refusePendingTry(opts.StateDir); err != nil {
+		return Result{Changes: []Change{}}, err
+	}
 	cs, err := Prepare(ctx, d, cfg)
 	if err != nil {
 		return Result{Changes: []Change{}}, err
@@ -66,19 +75,40 @@ func Up(ctx context.Context, d Deps, cfg Config, opts Options) (Result, error) {
 	return execute(ctx, d, cs, opts)
 }
 
-// Down removes what Up created and gives each uplink back what it had.
+// Down removes what Up created, gives each uplink back what it had and
+// puts back the kernel parameters Up changed. A try that was never
+// confirmed (its process died) is rolled back first.
 func Down(ctx context.Context, d Deps, opts Options) (Result, error) {
+	var rolled []Change
+	if opts.StateDir != "" && !opts.DryRun {
+		info, err := PendingTry(opts.StateDir)
+		if err != nil {
+			return Result{Changes: []Change{}}, err
+		}
+		if info != nil {
+			res, err := Rollback(ctx, d, opts.StateDir, opts.OnChange)
+			if err != nil {
+				return res, err
+			}
+			rolled = res.Changes
+		}
+	}
 	st, err := observeDown(ctx, d)
 	if err != nil {
-		return Result{Changes: []Change{}}, err
+		return Result{Changes: rolled}, err
 	}
-	return execute(ctx, d, planDown(st), opts)
+	res, err := execute(ctx, d, planDown(st), opts)
+	if len(rolled) > 0 {
+		res.Changes = append(rolled, res.Changes...)
+		res.InSync, res.Applied = false, true
+	}
+	return res, err
 }
 
 func observeDown(ctx context.Context, d Deps) (State, error) {
-	st := State{Links: map[string]netdev.Link{}, Offloads: map[string]map[string]ethtool.State{}}
+	st := State{Links: map[string]netdev.Link{}, Offloads: map[string]map[string]ethtool.State{}, Sysctl: map[string]string{}}
 	var err error
-	if st.Bridges, err = d.OVS.Bridges(ctx); err != nil {
+	if st.Bridges, st.RootIDs, err = d.OVS.ReadAll(ctx); err != nil {
 		return st, fmt.Errorf("read Open vSwitch: %w", err)
 	}
 	ls, err := d.Links.Links()
@@ -102,6 +132,15 @@ func observeDown(ctx context.Context, d Deps) (State, error) {
 			st.Offloads[up] = o
 		}
 	}
+	for id := range st.RootIDs {
+		if k, ok := strings.CutPrefix(id, idSysctl); ok {
+			v, err := d.Sysctl.Get(k)
+			if err != nil {
+				return st, err
+			}
+			st.Sysctl[k] = v
+		}
+	}
 	return st, nil
 }
 
@@ -113,33 +152,50 @@ func execute(ctx context.Context, d Deps, cs []Change, opts Options) (Result, er
 	if opts.DryRun || len(cs) == 0 {
 		return res, nil
 	}
-	if err := apply(ctx, d, cs, opts.OnChange); err != nil {
+	before, err := TakeSnapshot(ctx, d, offloadScope(cs))
+	if err != nil {
+		return res, fmt.Errorf("record the state before changing it: %w", err)
+	}
+	if err := applyAll(ctx, d, cs, opts.OnChange, before); err != nil {
 		return res, err
 	}
 	res.Applied = true
 	return res, nil
 }
 
+// offloadScope lists the offloads cs change, per device.
+func offloadScope(cs []Change) map[string][]string {
+	out := map[string][]string{}
+	for _, c := range cs {
+		for f := range c.offload {
+			if !slices.Contains(out[c.dev], f) {
+				out[c.dev] = append(out[c.dev], f)
+			}
+		}
+	}
+	return out
+}
+
+// applyAll makes the changes in order. When one fails, the host is put
+// back to before, the state observed just before the first change.
+func applyAll(ctx context.Context, d Deps, cs []Change, onChange func(Change), before Snapshot) error {
+	err := apply(ctx, d, cs, onChange, false)
+	if err == nil {
+		return nil
+	}
+	if _, rerr := Restore(context.WithoutCancel(ctx), d, before); rerr != nil {
+		return errors.Join(err, fmt.Errorf("undo after failure: %w", rerr))
+	}
+	return fmt.Errorf("%w (every change made was undone)", err)
+}
+
 // apply makes the changes in order. OVS changes of one step go in one
-// transaction. When a step fails, everything done so far is undone in
-// reverse order, so the uplink gets its addresses and route back.
-func apply(ctx context.Context, d Deps, cs []Change, onChange func(Change)) (err error) {
+// transaction and a device's offloads in one ioctl. It stops at the
+// first failure unless keepGoing, which Restore uses to put back as much
+// as it can.
+func apply(ctx context.Context, d Deps, cs []Change, onChange func(Change), keepGoing bool) error {
 	log := d.log()
-	var undo []func() error
-	defer func() {
-		if err == nil {
-			return
-		}
-		var uerrs []error
-		for i := len(undo) - 1; i >= 0; i-- {
-			uerrs = append(uerrs, undo[i]())
-		}
-		if uerr := errors.Join(uerrs...); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("undo after failure: %w", uerr))
-		} else if len(undo) > 0 {
-			err = fmt.Errorf("%w (every change made was undone)", err)
-		}
-	}()
+	var errs []error
 	done := func(c Change) {
 		log.Info("changed", "bridge", c.Bridge, "change", c.String())
 		if onChange != nil {
@@ -148,62 +204,45 @@ func apply(ctx context.Context, d Deps, cs []Change, onChange func(Change)) (err
 	}
 	for i := 0; i < len(cs); {
 		c := cs[i]
-		if c.ops != nil {
+		j := i + 1
+		var err error
+		switch {
+		case c.ops != nil:
 			// One transaction for this step's OVS changes.
-			j := i
 			var ops []ovs.Op
-			var created []string
-			for ; j < len(cs) && cs[j].ops != nil && cs[j].step == c.step; j++ {
+			for j = i; j < len(cs) && cs[j].ops != nil && cs[j].step == c.step; j++ {
 				ops = append(ops, cs[j].ops...)
-				if cs[j].created != "" {
-					created = append(created, cs[j].created)
-				}
 			}
-			if err := d.OVS.Transact(ctx, ops...); err != nil {
-				return fmt.Errorf("open vswitch: %w", err)
+			if err = d.OVS.Transact(ctx, ops...); err != nil {
+				err = fmt.Errorf("open vswitch: %w", err)
 			}
-			if len(created) > 0 {
-				undo = append(undo, func() error {
-					var dels []ovs.Op
-					for _, b := range created {
-						dels = append(dels, ovs.DelBridge(b))
-					}
-					return d.OVS.Transact(context.WithoutCancel(ctx), dels...)
-				})
-			}
-			for _, c := range cs[i:j] {
-				done(c)
-			}
-			i = j
-			continue
-		}
-		if c.Kind == KindOffload {
+		case c.Kind == KindOffload:
 			// One ioctl for all of a device's offloads.
-			j := i
 			merged := map[string]bool{}
-			for ; j < len(cs) && cs[j].Kind == KindOffload && cs[j].dev == c.dev; j++ {
+			for j = i; j < len(cs) && cs[j].Kind == KindOffload && cs[j].dev == c.dev; j++ {
 				maps.Copy(merged, cs[j].offload)
 			}
 			c.offload = merged
-			if err := applyOne(ctx, d, c, &undo); err != nil {
+			err = applyOne(ctx, d, c)
+		default:
+			err = applyOne(ctx, d, c)
+		}
+		if err != nil {
+			if !keepGoing {
 				return err
 			}
+			errs = append(errs, err)
+		} else {
 			for _, c := range cs[i:j] {
 				done(c)
 			}
-			i = j
-			continue
 		}
-		if err := applyOne(ctx, d, c, &undo); err != nil {
-			return err
-		}
-		done(c)
-		i++
+		i = j
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-func applyOne(ctx context.Context, d Deps, c Change, undo *[]func() error) error {
+func applyOne(ctx context.Context, d Deps, c Change) error {
 	switch c.Kind {
 	case KindFlows:
 		port := 0
@@ -216,17 +255,15 @@ func applyOne(ctx context.Context, d Deps, c Change, undo *[]func() error) error
 				return fmt.Errorf("bridge %s: uplink %s has no OpenFlow port", c.Bridge, c.uplink)
 			}
 		}
-		return d.OVS.ReplaceFlows(ctx, c.Bridge, c.flows(port))
+		if err := d.OVS.ReplaceFlows(ctx, c.Bridge, c.flows(port)); err != nil {
+			return fmt.Errorf("bridge %s flows: %w", c.Bridge, err)
+		}
 	case KindOffload:
-		if err := d.Offloads.Set(c.dev, c.offload); err != nil {
-			return err
-		}
-		back := map[string]bool{}
-		for f, on := range c.offload {
-			back[f] = !on
-		}
-		*undo = append(*undo, func() error { return d.Offloads.Set(c.dev, back) })
+		return d.Offloads.Set(c.dev, c.offload)
 	case KindLink:
+		if c.To == "down" {
+			return d.Links.SetDown(c.dev)
+		}
 		if err := waitLink(ctx, d, c.dev); err != nil {
 			return err
 		}
@@ -236,31 +273,19 @@ func applyOne(ctx context.Context, d Deps, c Change, undo *[]func() error) error
 			if err := waitLink(ctx, d, c.dev); err != nil {
 				return err
 			}
-			if err := d.Links.AddAddr(c.dev, c.addr); err != nil {
-				return err
-			}
-			*undo = append(*undo, func() error { return d.Links.DelAddr(c.dev, c.addr) })
-			return nil
+			return d.Links.AddAddr(c.dev, c.addr)
 		}
-		if err := d.Links.DelAddr(c.dev, c.addr); err != nil {
-			return err
-		}
-		*undo = append(*undo, func() error { return d.Links.AddAddr(c.dev, c.addr) })
+		return d.Links.DelAddr(c.dev, c.addr)
 	case KindRoute:
-		if err := d.Links.ReplaceRoute(c.route); err != nil {
-			return err
-		}
-		*undo = append(*undo, func() error {
-			if c.prev != nil {
-				return d.Links.ReplaceRoute(*c.prev)
-			}
+		if c.Action == "remove" {
 			return d.Links.DelRoute(c.route)
-		})
-	case KindSysctl:
-		if err := d.Sysctl.Set(c.key, c.To); err != nil {
-			return err
 		}
-		*undo = append(*undo, func() error { return d.Sysctl.Set(c.key, c.From) })
+		return d.Links.ReplaceRoute(c.route)
+	case KindSysctl:
+		if err := d.OVS.Transact(ctx, c.record...); err != nil {
+			return fmt.Errorf("record %s before changing it: %w", c.key, err)
+		}
+		return d.Sysctl.Set(c.key, c.To)
 	default:
 		return fmt.Errorf("change %s: no way to apply it", c)
 	}

@@ -7,7 +7,15 @@
 // Everything netup creates is marked as its own (external_ids:ghostbridge
 // on OVS records) together with what it took from the uplink, so Down
 // removes exactly that and gives the uplink its addresses, routes and
-// offloads back. netup never prints, reads flags, environment or
-// configuration files, or exits the process; it reaches the system only
-// through the interfaces in Deps.
+// offloads back, and the host the forwarding settings Up changed.
+//
+// Before changing anything, Up records everything it could change
+// (Snapshot) and, when a step fails, Restore puts the host back to it.
+// Try does the same on purpose: it keeps the snapshot in a state file
+// (0600) while it waits for Confirm, and restores it on timeout, on
+// interruption, or later through Rollback when its process died.
+//
+// netup never prints, reads flags, environment or configuration files, or
+// exits the process; it reaches the system only through the interfaces in
+// Deps, and writes files only in the try state directory it is given.
 package netup

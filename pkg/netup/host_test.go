@@ -122,11 +122,14 @@ func TestUpIdempotentDriftDown(t *testing.T) {
 	h := newHost(t)
 	ctx := context.Background()
 	cfg := h.config()
-	// The veth starts with every offload the test switches off on.
-	if out, err := h.Exec(h.NS, "ethtool", "-K", h.Uplink, "tso", "on", "gso", "on", "gro", "on", "rx", "on", "tx", "on"); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	// The veth starts with every offload the test switches off on, and
+	// a second route through it.
+	h.prepareHost(t)
 	before := h.snapshot(t)
+	fullBefore := h.full(t)
+	if fullBefore.Sysctl[netup.SysctlIPv4Forward] != "0" {
+		t.Fatalf("forwarding already on in a fresh namespace: %v", fullBefore.Sysctl)
+	}
 	if len(before.uplinkAddrs) != 1 || !slices.ContainsFunc(before.routes, func(r netdev.Route) bool { return r.Dst.Bits() == 0 && r.Dev == h.Uplink }) {
 		t.Fatalf("test host not set up: %+v", before)
 	}
@@ -151,9 +154,16 @@ func TestUpIdempotentDriftDown(t *testing.T) {
 		t.Errorf("uplink still has %v", after.uplinkAddrs)
 	}
 	wantDefault := netdev.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: h.Gateway, Dev: "ovsbr0"}
-	if !slices.Contains(after.routes, wantDefault) {
-		t.Errorf("routes %v lack %v", after.routes, wantDefault)
+	movedExtra := extraRoute
+	movedExtra.Dev = "ovsbr0"
+	if !slices.Contains(after.routes, wantDefault) || !slices.Contains(after.routes, movedExtra) {
+		t.Errorf("routes %v lack %v or %v", after.routes, wantDefault, movedExtra)
 	}
+	if slices.ContainsFunc(after.routes, func(r netdev.Route) bool { return r.Dev == h.Uplink }) {
+		t.Errorf("routes still through the uplink: %v", after.routes)
+	}
+	h.ping(t, h.NS, "192.0.2.1") // through the moved route
+
 	for _, f := range netup.DefaultOffloads {
 		if s := after.offloads[f]; s.On && !s.Fixed {
 			t.Errorf("offload %s still on", f)
@@ -232,6 +242,7 @@ func TestUpIdempotentDriftDown(t *testing.T) {
 	if _, err := netup.Down(ctx, h.deps, netup.Options{}); err != nil {
 		t.Fatal(err)
 	}
+	sameState(t, "after down", h.full(t), fullBefore)
 	final := h.snapshot(t)
 	if !slices.Equal(final.uplinkAddrs, before.uplinkAddrs) || !slices.Equal(final.routes, before.routes) ||
 		!equalOffloads(final.offloads, before.offloads) || len(final.bridges) != 0 {

@@ -44,10 +44,11 @@ type Change struct {
 	dev     string
 	addr    netip.Prefix
 	route   netdev.Route
-	prev    *netdev.Route
 	offload map[string]bool
 	key     string
-	created string // bridge created by this change
+	// record is written to OVS before a sysctl changes, so Down can put
+	// back the value the host had.
+	record []ovs.Op
 }
 
 // String renders c on one line, e.g. "+ address 10.0.0.2/24 on ovsbr0".
@@ -78,9 +79,11 @@ const (
 	stepLink
 	stepAddrAdd
 	stepRoute
+	stepRouteDel
 	stepAddrDel
 	stepSysctl
 	stepOVSRemove
+	stepLinkDown
 )
 
 func quote(s string) string { return strconv.Quote(s) }
@@ -134,7 +137,7 @@ func plan(cfg Config, ts []target, st State) []Change {
 			}
 			cols = append(cols, record...)
 			add(Change{Kind: KindBridge, Action: "add", Bridge: t.Name, Target: t.Name, step: stepOVS,
-				ops: []ovs.Op{ovs.AddBridge(t.Name), ovs.SetBridge(t.Name, cols...)}, created: t.Name})
+				ops: []ovs.Op{ovs.AddBridge(t.Name), ovs.SetBridge(t.Name, cols...)}})
 		} else {
 			set := func(what, from, to string, op ovs.Op) {
 				add(Change{Kind: KindBridge, Action: "set", Bridge: t.Name, Target: t.Name + " " + what, From: from, To: to, step: stepOVS, ops: []ovs.Op{op}})
@@ -226,16 +229,30 @@ func plan(cfg Config, ts []target, st State) []Change {
 				}
 			}
 		}
-		for _, r := range desiredRoutes(t) {
+		desired := desiredRoutes(t)
+		for _, r := range desired {
 			if slices.Contains(st.Routes, r) {
 				continue
 			}
 			c := Change{Kind: KindRoute, Action: "add", Bridge: t.Name, Target: r.String(), step: stepRoute, route: r}
-			if i := slices.IndexFunc(st.Routes, func(o netdev.Route) bool { return o.Dst == r.Dst && o.Metric == r.Metric }); i >= 0 {
-				prev := st.Routes[i]
-				c.Action, c.Target, c.From, c.To, c.prev = "replace", routeDst(r), prev.String(), r.String(), &prev
+			if i := slices.IndexFunc(st.Routes, func(o netdev.Route) bool { return sameRouteKey(o, r) }); i >= 0 {
+				c.Action, c.Target, c.From, c.To = "replace", routeDst(r), st.Routes[i].String(), r.String()
 			}
 			add(c)
+		}
+		// Every other route through the uplink moves to the bridge too:
+		// once the uplink is a bridge port, nothing routed through it
+		// directly works. Each is one replace, after the bridge has the
+		// addresses and before the uplink loses them.
+		if t.uplink != "" && managed {
+			for _, r := range st.Routes {
+				if r.Dev != t.uplink || slices.ContainsFunc(desired, func(o netdev.Route) bool { return sameRouteKey(o, r) }) {
+					continue
+				}
+				moved := r
+				moved.Dev = t.Name
+				add(Change{Kind: KindRoute, Action: "replace", Bridge: t.Name, Target: routeDst(r), From: r.String(), To: moved.String(), step: stepRoute, route: moved})
+			}
 		}
 		if t.uplink != "" {
 			for _, a := range up.Addrs {
@@ -255,11 +272,21 @@ func plan(cfg Config, ts []target, st State) []Change {
 			v = "1"
 		}
 		if st.Sysctl[k] != v {
-			add(Change{Kind: KindSysctl, Action: "set", Target: k, From: st.Sysctl[k], To: v, step: stepSysctl, key: k})
+			c := Change{Kind: KindSysctl, Action: "set", Target: k, From: st.Sysctl[k], To: v, step: stepSysctl, key: k}
+			if _, ok := st.RootIDs[idSysctl+k]; !ok && st.Sysctl[k] != "" {
+				c.record = []ovs.Op{ovs.SetRoot("external_ids:" + quote(idSysctl+k) + "=" + quote(st.Sysctl[k]))}
+			}
+			add(c)
 		}
 	}
 	slices.SortStableFunc(cs, func(a, b Change) int { return cmp.Compare(a.step, b.step) })
 	return cs
+}
+
+// sameRouteKey reports whether a and b are the same route to the kernel:
+// a replace of one overwrites the other.
+func sameRouteKey(a, b netdev.Route) bool {
+	return a.Dst == b.Dst && a.Metric == b.Metric
 }
 
 func routeDst(r netdev.Route) string {
@@ -343,6 +370,18 @@ func planDown(st State) []Change {
 			}
 		}
 		cs = append(cs, Change{Kind: KindBridge, Action: "remove", Bridge: name, Target: name, step: stepOVSRemove, ops: []ovs.Op{ovs.DelBridge(name)}})
+	}
+	// Kernel parameters Up changed go back to what they were.
+	for _, id := range sortedKeys(st.RootIDs) {
+		k, ok := strings.CutPrefix(id, idSysctl)
+		if !ok {
+			continue
+		}
+		was := st.RootIDs[id]
+		if cur, ok := st.Sysctl[k]; ok && cur != was {
+			cs = append(cs, Change{Kind: KindSysctl, Action: "set", Target: k, From: cur, To: was, step: stepSysctl, key: k})
+		}
+		cs = append(cs, Change{Kind: KindSysctl, Action: "remove", Target: k + " record", From: was, step: stepOVSRemove, ops: []ovs.Op{ovs.RemoveRootKey("external_ids", id)}})
 	}
 	slices.SortStableFunc(cs, func(a, b Change) int { return cmp.Compare(a.step, b.step) })
 	return cs

@@ -18,6 +18,8 @@ import (
 // OVS is what netup needs from Open vSwitch; *ovs.Client implements it.
 type OVS interface {
 	Bridges(ctx context.Context) (map[string]ovs.Bridge, error)
+	ReadAll(ctx context.Context) (map[string]ovs.Bridge, map[string]string, error)
+	SaveFlows(ctx context.Context, bridge string) ([]string, error)
 	Transact(ctx context.Context, ops ...ovs.Op) error
 	ReplaceFlows(ctx context.Context, bridge string, flows []string) error
 	FlowsMatch(ctx context.Context, bridge string, flows []string) (bool, []string, error)
@@ -30,6 +32,7 @@ type Links interface {
 	Links() ([]netdev.Link, error)
 	Routes() ([]netdev.Route, error)
 	SetUp(dev string) error
+	SetDown(dev string) error
 	AddAddr(dev string, p netip.Prefix) error
 	DelAddr(dev string, p netip.Prefix) error
 	ReplaceRoute(r netdev.Route) error
@@ -72,6 +75,9 @@ const (
 	idUplinkAddrs   = "ghostbridge-uplink-addrs"
 	idUplinkRoutes  = "ghostbridge-uplink-routes"
 	idUplinkOffload = "ghostbridge-uplink-offloads"
+	// idSysctl prefixes, on the root Open_vSwitch record, the value a
+	// kernel parameter had before Up first changed it.
+	idSysctl = "ghostbridge-sysctl-"
 )
 
 // Sysctl keys for forwarding.
@@ -83,6 +89,7 @@ const (
 // State is what Observe found: the parts of the host netup manages.
 type State struct {
 	Bridges  map[string]ovs.Bridge               `json:"bridges"`
+	RootIDs  map[string]string                   `json:"root_external_ids"`
 	Links    map[string]netdev.Link              `json:"links"`
 	Routes   []netdev.Route                      `json:"routes"`
 	Offloads map[string]map[string]ethtool.State `json:"offloads"`
@@ -186,7 +193,7 @@ func Observe(ctx context.Context, d Deps, cfg Config) (State, []target, error) {
 	if err != nil {
 		return st, nil, err
 	}
-	if st.Bridges, err = d.OVS.Bridges(ctx); err != nil {
+	if st.Bridges, st.RootIDs, err = d.OVS.ReadAll(ctx); err != nil {
 		return st, nil, fmt.Errorf("read Open vSwitch: %w", err)
 	}
 	for _, t := range ts {

@@ -15,6 +15,8 @@ type Status struct {
 	Pending    []Change          `json:"pending"`
 	Bridges    []BridgeStatus    `json:"bridges"`
 	Forwarding map[string]string `json:"forwarding"`
+	// PendingTry is a `net try` not yet confirmed or rolled back.
+	PendingTry *TryInfo `json:"pending_try,omitempty"`
 }
 
 // BridgeStatus is one configured bridge as found on the host.

@@ -202,6 +202,19 @@ func (h *Handle) SetUp(dev string) error {
 	return nil
 }
 
+// SetDown takes a link down.
+func (h *Handle) SetDown(dev string) error {
+	l, err := h.link(dev)
+	if err != nil {
+		return err
+	}
+	h.changes.Add(1)
+	if err := h.h.LinkSetDown(l); err != nil {
+		return fmt.Errorf("link %s down: %w", dev, err)
+	}
+	return nil
+}
+
 // AddAddr adds an address to a link.
 func (h *Handle) AddAddr(dev string, p netip.Prefix) error {
 	l, err := h.link(dev)

@@ -160,21 +160,42 @@ func (c *Client) Ping(ctx context.Context) error {
 	return err
 }
 
+// SetRoot sets columns of the root Open_vSwitch record
+// ("external_ids:k=v").
+func SetRoot(cols ...string) Op { return append(Op{"set", "Open_vSwitch", "."}, cols...) }
+
+// RemoveRootKey removes one key of a map column of the root record.
+func RemoveRootKey(col, key string) Op {
+	return Op{"--if-exists", "remove", "Open_vSwitch", ".", col, key}
+}
+
 // Bridges reads every bridge with its ports in one read-only transaction.
 func (c *Client) Bridges(ctx context.Context) (map[string]Bridge, error) {
+	brs, _, err := c.ReadAll(ctx)
+	return brs, err
+}
+
+// ReadAll reads every bridge with its ports, and external_ids of the root
+// Open_vSwitch record, in one read-only transaction.
+func (c *Client) ReadAll(ctx context.Context) (map[string]Bridge, map[string]string, error) {
 	out, err := c.vsctl(ctx, "--format=json", "--data=json",
 		"--", "--columns=name,datapath_type,fail_mode,other_config,external_ids,ports", "list", "Bridge",
 		"--", "--columns=_uuid,name,tag,interfaces,external_ids", "list", "Port",
-		"--", "--columns=_uuid,name,type,ofport", "list", "Interface")
+		"--", "--columns=_uuid,name,type,ofport", "list", "Interface",
+		"--", "--columns=external_ids", "list", "Open_vSwitch")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dec := json.NewDecoder(strings.NewReader(out))
-	var tables [3]table
+	var tables [4]table
 	for i := range tables {
 		if err := dec.Decode(&tables[i]); err != nil {
-			return nil, fmt.Errorf("ovs-vsctl list output %d: %w", i, err)
+			return nil, nil, fmt.Errorf("ovs-vsctl list output %d: %w", i, err)
 		}
+	}
+	root := map[string]string{}
+	if rs := tables[3].rows(); len(rs) > 0 {
+		root = rs[0].strMap("external_ids")
 	}
 	ifaces := map[string]Port{}
 	for _, r := range tables[2].rows() {
@@ -202,7 +223,7 @@ func (c *Client) Bridges(ctx context.Context) (map[string]Bridge, error) {
 		}
 		brs[b.Name] = b
 	}
-	return brs, nil
+	return brs, root, nil
 }
 
 // OpenVSwitchExternalIDs reads external_ids of the root record.
@@ -416,6 +437,24 @@ func (c *Client) DumpFlows(ctx context.Context, bridge string) ([]Flow, error) {
 		flows = append(flows, f)
 	}
 	slices.SortFunc(flows, func(a, b Flow) int { return strings.Compare(a.Text, b.Text) })
+	return flows, nil
+}
+
+// SaveFlows returns the bridge's flow table in a form ReplaceFlows
+// installs again unchanged: cookies, priorities, matches and actions,
+// without counters or port names.
+func (c *Client) SaveFlows(ctx context.Context, bridge string) ([]string, error) {
+	out, err := run(ctx, nil, "ovs-ofctl", "--no-names", "--no-stats", "-O", "OpenFlow14", "dump-flows", c.mgmt(bridge))
+	if err != nil {
+		return nil, err
+	}
+	flows := []string{}
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "NXST_FLOW") && !strings.HasPrefix(l, "OFPST_FLOW") {
+			flows = append(flows, l)
+		}
+	}
+	slices.Sort(flows)
 	return flows, nil
 }
 

@@ -63,6 +63,37 @@ func TestTransactObserveFlows(t *testing.T) {
 	if err := c.ParseFlow(ctx, "actions=drop\npriority=1,actions=NORMAL"); err == nil {
 		t.Error("two lines accepted as one flow")
 	}
+	// SaveFlows output installs again unchanged, cookies included.
+	withCookie := append([]string{"cookie=0x2a,priority=20,ip,nw_dst=10.0.0.0/8,actions=drop"}, flows...)
+	if err := c.ReplaceFlows(ctx, "br0", withCookie); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := c.SaveFlows(ctx, "br0")
+	if err != nil || len(saved) != 3 || !strings.Contains(strings.Join(saved, "\n"), "cookie=0x2a") {
+		t.Fatalf("saved %q %v", saved, err)
+	}
+	if err := c.ReplaceFlows(ctx, "br0", flows); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReplaceFlows(ctx, "br0", saved); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := c.SaveFlows(ctx, "br0"); err != nil || strings.Join(again, "\n") != strings.Join(saved, "\n") {
+		t.Errorf("round trip: %q, want %q (%v)", again, saved, err)
+	}
+	// Root records, read in the same transaction as the bridges.
+	if err := c.Transact(ctx, ovs.SetRoot(`external_ids:"ghostbridge-x.y"="0"`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, root, err := c.ReadAll(ctx); err != nil || root["ghostbridge-x.y"] != "0" {
+		t.Errorf("root external_ids %v %v", root, err)
+	}
+	if err := c.Transact(ctx, ovs.RemoveRootKey("external_ids", "ghostbridge-x.y")); err != nil {
+		t.Fatal(err)
+	}
+	if _, root, err := c.ReadAll(ctx); err != nil || len(root) != 0 {
+		t.Errorf("root external_ids after remove %v %v", root, err)
+	}
 	if err := c.Transact(ctx, ovs.DelBridge("br0"), ovs.DelBridge("br0")); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ghostbridge/ghostbridge/pkg/netup"
+)
+
+type netTryOptions struct {
+	*netOptions
+	Timeout  time.Duration
+	Rollback bool
+}
+
+func newNetTryCmd(a *App, shared *netOptions) *cobra.Command {
+	opts := &netTryOptions{netOptions: shared}
+	cmd := &cobra.Command{
+		Use:   "try",
+		Short: "Apply the configured network and roll back unless confirmed",
+		Long: `Apply the [net] configuration like "net up", then wait in the foreground
+for "ghostbridge net confirm" (from another shell). Without it within
+--timeout, or on SIGINT/SIGTERM, the host is put back exactly as it was:
+OVS bridges, ports and records, flow tables, addresses, routes, offloads and
+forwarding. Exit status is 0 when confirmed (or nothing needed changing) and
+1 after a rollback, with "rolled back" in the error.
+
+The previous state is kept in --state-dir (try.json, mode 0600) while the
+try waits. If the try process dies (kill -9, crash) before either outcome,
+"net up" and "net try" refuse to run and "net status" and "net plan" say so
+until "net confirm" keeps the new state or "net try --rollback" (or "net
+down") restores the old one.
+
+With --format json the command prints one object per line: {"type":"waiting"}
+with the changes once they are applied, and {"type":"result"} at the end.`,
+		Example: `  ghostbridge net try --timeout 120s
+  ghostbridge net confirm
+  ghostbridge net try --rollback`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.Rollback {
+				return runNetRollback(cmd.Context(), a, opts)
+			}
+			if opts.Timeout <= 0 {
+				return usageErrorf(fmt.Errorf("--timeout %s: want a positive duration such as 120s", opts.Timeout))
+			}
+			return runNetTry(cmd.Context(), a, opts)
+		},
+	}
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 120*time.Second, "how long to wait for net confirm before rolling back")
+	cmd.Flags().BoolVar(&opts.Rollback, "rollback", false, "restore the state recorded by a try whose process died unconfirmed")
+	return cmd
+}
+
+func runNetTry(ctx context.Context, a *App, opts *netTryOptions) error {
+	return a.withNet(ctx, func(d netup.Deps, cfg netup.Config) error {
+		var werr error
+		res, err := netup.Try(ctx, d, cfg, netup.TryOptions{
+			StateDir: opts.StateDir, Timeout: opts.Timeout,
+			OnWaiting: func(r netup.Result, info netup.TryInfo) {
+				werr = a.printTryWaiting(r, info, opts.Timeout)
+			},
+		})
+		if res.Applied || res.InSync {
+			werr = errors.Join(werr, a.printTryResult(res))
+		}
+		return errors.Join(err, werr)
+	})
+}
+
+// tryWaiting is the first JSON line of `net try`.
+type tryWaiting struct {
+	netup.Result
+	Try netup.TryInfo `json:"try"`
+}
+
+func (a *App) printTryWaiting(res netup.Result, info netup.TryInfo, timeout time.Duration) error {
+	if a.format == FormatJSON {
+		return writeJSONLine(a.IO.Out, "waiting", tryWaiting{Result: res, Try: info})
+	}
+	if err := a.printNetResult(res, "applied"); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(a.IO.ErrOut, "Waiting %s for 'ghostbridge net confirm' (until %s); without it the previous state comes back.\n",
+		timeout, info.Deadline.Local().Format(time.TimeOnly))
+	return err
+}
+
+func (a *App) printTryResult(res netup.TryResult) error {
+	if a.format == FormatJSON {
+		return writeJSONLine(a.IO.Out, "result", res)
+	}
+	var b strings.Builder
+	st := newStyles(a.IO.Renderer())
+	switch {
+	case res.InSync:
+		fmt.Fprintf(&b, "%s nothing to change, nothing to confirm\n", st.ok.Render("in sync:"))
+	case res.Confirmed:
+		fmt.Fprintf(&b, "%s keeping %d %s\n", st.ok.Render("confirmed:"), len(res.Changes), plural(len(res.Changes), "change", "changes"))
+	case res.RolledBack:
+		for _, c := range res.Restored {
+			b.WriteString(c.String())
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%s (%s): %d %s restored\n", st.bad.Render("rolled back"), res.Reason, len(res.Restored), plural(len(res.Restored), "change", "changes"))
+	}
+	_, err := io.WriteString(a.IO.Out, b.String())
+	return err
+}
+
+func runNetRollback(ctx context.Context, a *App, opts *netTryOptions) error {
+	res, err := runNet(ctx, a, func(ctx context.Context, d netup.Deps, _ netup.Config) (netup.Result, error) {
+		return netup.Rollback(ctx, d, opts.StateDir, nil)
+	})
+	if err != nil {
+		return err
+	}
+	return a.printNetResult(res, "restored")
+}
+
+func newNetConfirmCmd(a *App, opts *netOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "confirm",
+		Short: "Keep the network state a running net try applied",
+		Long: `Tell the "net try" waiting in --state-dir to keep the new state. When the try
+process died before a confirmation, keep its new state and drop the record
+of the old one. Exit status is 1 when no try is pending or it is already
+rolling back.`,
+		Example: `  ghostbridge net confirm
+  ghostbridge net confirm --state-dir /run/ghostbridge/net --format json`,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{annotSkipConfig: "true"},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := netup.Confirm(cmd.Context(), opts.StateDir)
+			if err != nil {
+				return err
+			}
+			if a.format == FormatJSON {
+				return writeJSON(a.IO.Out, res)
+			}
+			st := newStyles(a.IO.Renderer())
+			msg := fmt.Sprintf("%s the try (pid %d) keeps the new state\n", st.ok.Render("confirmed:"), res.PID)
+			if res.Orphaned {
+				msg = fmt.Sprintf("%s the try of pid %d had died unconfirmed; its new state is kept\n", st.ok.Render("confirmed:"), res.PID)
+			}
+			_, err = io.WriteString(a.IO.Out, msg)
+			return err
+		},
+	}
+}
