@@ -164,6 +164,10 @@ func (a *App) loadConfig(cmd *cobra.Command, src configSource, layered bool) (lo
 	v.SetDefault("net.ovsdb_socket", def.Net.OVSDBSocket)
 	v.SetDefault("net.datapath_type", def.Net.DatapathType)
 	v.SetDefault("net.offloads", def.Net.Offloads)
+	v.SetDefault("vm.uri", def.VM.URI)
+	v.SetDefault("vm.pool", def.VM.Pool)
+	v.SetDefault("vm.domain_type", def.VM.DomainType)
+	v.SetDefault("vm.novnc_url", def.VM.NoVNCURL)
 	for _, k := range configKeys {
 		if _, ok := lc.Origins[k.Key]; !ok {
 			lc.Origins[k.Key] = "default"
@@ -247,7 +251,7 @@ func unknownKeys(keys []string, path string) []Problem {
 }
 
 // configTables are the tables a config file may hold.
-var configTables = []string{"log", "snap", "chain", "vector", "net"}
+var configTables = []string{"log", "snap", "chain", "vector", "net", "vm"}
 
 // tableKeys lists the keys directly under table ("" is the top level).
 func tableKeys(table string) []string {

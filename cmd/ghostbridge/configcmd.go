@@ -138,6 +138,8 @@ func writeConfigTOML(w io.Writer, lc loadedConfig) error {
 	line("vector.interval", "interval", tomlString(c.Vector.Interval.String()))
 	b.WriteString("\n[net]\n")
 	netTOML(line, c.Net)
+	b.WriteString("\n[vm]\n")
+	vmTOML(line, c.VM)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -98,6 +98,7 @@ func decodeConfig(get func(key string) any) (Config, []Problem) {
 	cfg.Snap.Sources = nonNil(cfg.Snap.Sources)
 	ps = append(ps, decodeVector(get, &cfg.Vector)...)
 	ps = append(ps, decodeNet(get, &cfg.Net)...)
+	ps = append(ps, decodeVM(get, &cfg.VM)...)
 	return cfg, ps
 }
 

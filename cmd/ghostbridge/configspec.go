@@ -24,6 +24,7 @@ type Config struct {
 	Chain  ChainConfig  `json:"chain"`
 	Vector VectorConfig `json:"vector"`
 	Net    NetConfig    `json:"net"`
+	VM     VMConfig     `json:"vm"`
 }
 
 // LogConfig is the [log] table.
@@ -113,6 +114,7 @@ func defaultConfig() Config {
 		},
 		Vector: defaultVectorConfig(),
 		Net:    defaultNetConfig(),
+		VM:     defaultVMConfig(),
 	}
 }
 
@@ -148,6 +150,11 @@ var configKeys = []struct{ Key, Want string }{
 	{"net.ipv4_forwarding", "true or false (unset: left alone)"},
 	{"net.ipv6_forwarding", "true or false (unset: left alone)"},
 	{"net.bridges", "a list of bridge tables {name, uplink, addresses, gateway, routes, fail_mode, ports, guard, allow_macs, flows}"},
+	{"vm.uri", `a libvirt URI, e.g. "qemu:///system" or "qemu+unix:///system?socket=PATH"`},
+	{"vm.pool", "the libvirt storage pool new volumes go in"},
+	{"vm.domain_type", "kvm, qemu (TCG, no KVM) or test (libvirt's test driver)"},
+	{"vm.novnc_url", `the noVNC page "vm console" prints, an http(s) URL, or ""`},
+	{"vm.profiles", `a list of {name, vcpus, memory = "2GiB", disk = "20GiB", nics = ["BRIDGE" or "BRIDGE:VLAN"], uefi}`},
 }
 
 func wantFor(key string) string {
@@ -308,6 +315,7 @@ func (c Config) Validate() error {
 	ps = append(ps, c.validateChain()...)
 	ps = append(ps, c.validateVector()...)
 	ps = append(ps, c.validateNet()...)
+	ps = append(ps, c.validateVM()...)
 	if len(ps) == 0 {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/ghostbridge/ghostbridge/pkg/netup"
 	"github.com/ghostbridge/ghostbridge/pkg/snap"
 	"github.com/ghostbridge/ghostbridge/pkg/vector"
+	"github.com/ghostbridge/ghostbridge/pkg/vm"
 )
 
 // Exit codes are part of the command-line contract: systemd units and
@@ -24,7 +25,10 @@ const (
 const exitCodesHelp = `Exit codes:
   0    success
   1    runtime failure (I/O, database or filesystem error, another
-       "snap run" already holds the database lock)
+       "snap run" already holds the database lock; "net try" rolled
+       back because "net confirm" did not come in time or it was
+       interrupted; "net up"/"net try" refused while a "net try" is
+       unconfirmed; "net confirm" with no try pending)
   2    usage or configuration error (unknown flag or command, bad argument
        such as a height not in the chain, invalid config key or value,
        missing config file named by --config, database missing, not
@@ -34,7 +38,8 @@ const exitCodesHelp = `Exit codes:
        overwrite, "chain prove" before any checkpoint was signed, a
        Qdrant collection whose vector size or distance differs from the
        config, a [net] desired state naming a missing NIC, overlapping
-       addresses or a flow Open vSwitch rejects)
+       addresses or a flow Open vSwitch rejects, a vm spec refused or a
+       vm that does not exist or that ghostbridge did not create)
   3    a check failed (chain verify found a mismatch; a checkpoint or
        proof bundle did not verify; "chain checkpoint" found the
        checkpoint file not extended by the chain — "snap run" logs that
@@ -42,7 +47,8 @@ const exitCodesHelp = `Exit codes:
   4    changes pending: "net plan" found the host differs from the
        configuration ("net up" would change something)
   130  interrupted by SIGINT or SIGTERM before the command finished
-       ("snap run" and "chain log --follow" stop cleanly and exit 0)`
+       ("snap run" and "chain log --follow" stop cleanly and exit 0;
+       "net try" rolls back and exits 1)`
 
 // usageError marks a command-line mistake: an unknown flag or command, a
 // wrong argument, an invalid flag value.
@@ -85,6 +91,10 @@ var (
 		// A [net] configuration the host refuses: an uplink that does
 		// not exist, a flow ovs-ofctl rejects.
 		netup.ErrInvalidConfig,
+		// A vm spec or host pre-flight refused (bad size, PCI address,
+		// unknown bridge, name in use), or a vm that does not exist.
+		vm.ErrInvalidConfig,
+		vm.ErrNotFound,
 	}
 )
 

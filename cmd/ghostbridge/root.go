@@ -150,6 +150,7 @@ func newRootCmd(a *App) *cobra.Command {
 		newSnapCmd(a),
 		newVectorCmd(a),
 		newNetCmd(a),
+		newVMCmd(a),
 		newConfigCmd(a),
 		newVersionCmd(a),
 		newGenDocsCmd(a),

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ghostbridge/ghostbridge/pkg/vm"
+)
+
+func newVMListCmd(a *App) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List guests with state, vCPUs, memory, bridges, MACs and VNC port",
+		Example: `  ghostbridge vm list
+  ghostbridge vm list --format json | jq '.vms[] | select(.state == "running") | .name'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			return a.withVM(ctx, false, func(d vm.Deps) error {
+				res, err := vm.List(ctx, d)
+				if err != nil {
+					return err
+				}
+				if a.format == FormatJSON {
+					return writeJSON(a.IO.Out, res)
+				}
+				rows := make([][]string, 0, len(res.VMs))
+				for _, v := range res.VMs {
+					var br, macs []string
+					for _, n := range v.NICs {
+						br = append(br, n.Bridge+vlanTag(n.VLAN))
+						macs = append(macs, n.MAC)
+					}
+					vnc := "-"
+					if v.VNCPort > 0 {
+						vnc = strconv.Itoa(v.VNCPort)
+					}
+					name := v.Name
+					if !v.Managed {
+						name += " (foreign)"
+					}
+					auto := "no"
+					if v.Autostart {
+						auto = "yes"
+					}
+					rows = append(rows, []string{name, v.State, strconv.Itoa(v.VCPUs), vm.FormatSize(v.Memory), auto, vnc,
+						orDefault(strings.Join(br, ","), "-"), orDefault(strings.Join(macs, ","), "-")})
+				}
+				return renderTable(a.IO.Out, newStyles(a.IO.Renderer()),
+					[]string{"NAME", "STATE", "VCPUS", "MEMORY", "AUTOSTART", "VNC", "BRIDGES", "MACS"}, rows)
+			})
+		},
+	}
+}
+
+func vlanTag(v int) string {
+	if v == 0 {
+		return ""
+	}
+	return ":" + strconv.Itoa(v)
+}
+
+func newVMStartCmd(a *App) *cobra.Command {
+	return &cobra.Command{
+		Use:     "start NAME",
+		Short:   "Start a guest (a running guest is left alone)",
+		Example: `  ghostbridge vm start web`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return a.withVM(ctx, false, func(d vm.Deps) error {
+				res, err := vm.Start(ctx, d, args[0])
+				if err != nil {
+					return err
+				}
+				return a.printState(res)
+			})
+		},
+	}
+}
+
+func newVMStopCmd(a *App) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "stop NAME",
+		Short: "Ask a guest to shut down, or power it off with --force",
+		Example: `  ghostbridge vm stop web
+  ghostbridge vm stop web --force`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return a.withVM(ctx, false, func(d vm.Deps) error {
+				res, err := vm.Stop(ctx, d, args[0], force)
+				if err != nil {
+					return err
+				}
+				return a.printState(res)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "power off at once instead of an ACPI shutdown")
+	return cmd
+}
+
+func (a *App) printState(res vm.StateResult) error {
+	if a.format == FormatJSON {
+		return writeJSON(a.IO.Out, res)
+	}
+	note := ""
+	if !res.Changed {
+		note = " (unchanged)"
+	}
+	_, err := fmt.Fprintf(a.IO.Out, "%s %s%s\n", res.Name, res.State, note)
+	return err
+}
+
+func newVMDeleteCmd(a *App) *cobra.Command {
+	var removeStorage bool
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Undefine a stopped guest made by ghostbridge",
+		Long: `Undefine a stopped guest that ghostbridge created (its metadata says so);
+guests made by other tools are refused. With --remove-storage, also delete
+the volumes ghostbridge made for it, and no others.`,
+		Example: `  ghostbridge vm stop web --force && ghostbridge vm delete web --remove-storage`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return a.withVM(ctx, false, func(d vm.Deps) error {
+				res, err := vm.Delete(ctx, d, args[0], removeStorage)
+				if err != nil {
+					return err
+				}
+				if a.format == FormatJSON {
+					return writeJSON(a.IO.Out, res)
+				}
+				var b strings.Builder
+				fmt.Fprintf(&b, "%s deleted\n", res.Name)
+				for _, v := range res.RemovedVolumes {
+					fmt.Fprintf(&b, "  removed volume %s/%s\n", v.Pool, v.Name)
+				}
+				for _, v := range res.KeptVolumes {
+					fmt.Fprintf(&b, "  kept volume    %s/%s\n", v.Pool, v.Name)
+				}
+				_, err = fmt.Fprint(a.IO.Out, b.String())
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&removeStorage, "remove-storage", false, "also delete the volumes ghostbridge created for the guest")
+	return cmd
+}
+
+func newVMConsoleCmd(a *App) *cobra.Command {
+	return &cobra.Command{
+		Use:   "console NAME",
+		Short: "Show a running guest's VNC display and noVNC URL",
+		Example: `  ghostbridge vm console web
+  ghostbridge vm console web --format json | jq -r .novnc_url`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return a.withVM(ctx, false, func(d vm.Deps) error {
+				res, err := vm.Console(ctx, d, args[0], a.conf.Config.VM.NoVNCURL)
+				if err != nil {
+					return err
+				}
+				if a.format == FormatJSON {
+					return writeJSON(a.IO.Out, res)
+				}
+				_, err = fmt.Fprintf(a.IO.Out, "%s\n  vnc    %s:%d (display %s)\n  novnc  %s\n", res.Name, res.Listen, res.Port, res.Display, orNone(res.NoVNC))
+				return err
+			})
+		},
+	}
+}
+
+func newVMXMLCmd(a *App) *cobra.Command {
+	return &cobra.Command{
+		Use:     "xml NAME",
+		Short:   "Print a guest's domain XML as libvirt holds it",
+		Example: `  ghostbridge vm xml web | grep -A3 '<interface'`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return a.withVM(ctx, false, func(d vm.Deps) error {
+				x, err := vm.XML(ctx, d, args[0])
+				if err != nil {
+					return err
+				}
+				if a.format == FormatJSON {
+					return writeJSON(a.IO.Out, struct {
+						Name string `json:"name"`
+						XML  string `json:"xml"`
+					}{args[0], x})
+				}
+				_, err = fmt.Fprint(a.IO.Out, x)
+				return err
+			})
+		},
+	}
+}

@@ -1,0 +1,292 @@
+// Package libvirt adapts a libvirt daemon, reached over its RPC protocol by
+// the pure-Go github.com/digitalocean/go-libvirt client, to the Hypervisor
+// interface of pkg/vm. It translates calls and errors; it decides nothing
+// and never touches a domain or volume it is not named.
+package libvirt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/ghostbridge/ghostbridge/pkg/vm"
+)
+
+// DefaultURI is the system qemu driver on the local host.
+const DefaultURI = "qemu:///system"
+
+// Conn is one connection to a libvirt daemon.
+type Conn struct {
+	l   *golibvirt.Libvirt
+	uri string
+}
+
+var _ vm.Hypervisor = (*Conn)(nil)
+
+// Dial connects to uri, e.g. "qemu:///system" or
+// "test+unix:///default?socket=/tmp/x/libvirt-sock".
+func Dial(ctx context.Context, uri string) (*Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt URI %q: %w", uri, err)
+	}
+	l, err := golibvirt.ConnectToURI(u)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt %s: %w", uri, err)
+	}
+	return &Conn{l: l, uri: uri}, nil
+}
+
+// Close ends the connection.
+func (c *Conn) Close() error { return c.l.Disconnect() }
+
+// URI is the URI the connection was made with.
+func (c *Conn) URI() string { return c.uri }
+
+func notFound(err error) bool {
+	var e golibvirt.Error
+	if errors.As(err, &e) {
+		switch golibvirt.ErrorNumber(e.Code) {
+		case golibvirt.ErrNoDomain, golibvirt.ErrNoStorageVol, golibvirt.ErrNoStoragePool:
+			return true
+		}
+	}
+	return false
+}
+
+var stateNames = map[int32]string{
+	0: "no state", 1: "running", 2: "blocked", 3: "paused", 4: "shutting down", 5: "shut off", 6: "crashed", 7: "suspended",
+}
+
+func (c *Conn) info(d golibvirt.Domain) (vm.DomainInfo, error) {
+	st, _, err := c.l.DomainGetState(d, 0)
+	if err != nil {
+		return vm.DomainInfo{}, fmt.Errorf("state of %s: %w", d.Name, err)
+	}
+	auto, err := c.l.DomainGetAutostart(d)
+	if err != nil {
+		return vm.DomainInfo{}, fmt.Errorf("autostart of %s: %w", d.Name, err)
+	}
+	x, err := c.l.DomainGetXMLDesc(d, 0)
+	if err != nil {
+		return vm.DomainInfo{}, fmt.Errorf("XML of %s: %w", d.Name, err)
+	}
+	name := stateNames[st]
+	if name == "" {
+		name = fmt.Sprintf("state %d", st)
+	}
+	return vm.DomainInfo{Name: d.Name, State: name, Autostart: auto != 0, XML: x}, nil
+}
+
+func (c *Conn) lookup(ctx context.Context, name string) (golibvirt.Domain, error) {
+	if err := ctx.Err(); err != nil {
+		return golibvirt.Domain{}, err
+	}
+	d, err := c.l.DomainLookupByName(name)
+	if notFound(err) {
+		return d, vm.ErrNotFound
+	}
+	return d, err
+}
+
+// Domain returns one domain; a missing one wraps vm.ErrNotFound.
+func (c *Conn) Domain(ctx context.Context, name string) (vm.DomainInfo, error) {
+	d, err := c.lookup(ctx, name)
+	if err != nil {
+		return vm.DomainInfo{}, err
+	}
+	return c.info(d)
+}
+
+// Domains returns every domain, running or defined.
+func (c *Conn) Domains(ctx context.Context) ([]vm.DomainInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	doms, _, err := c.l.ConnectListAllDomains(1, golibvirt.ConnectListDomainsActive|golibvirt.ConnectListDomainsInactive)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]vm.DomainInfo, 0, len(doms))
+	for _, d := range doms {
+		di, err := c.info(d)
+		if notFound(err) {
+			continue // undefined while we listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, di)
+	}
+	return out, nil
+}
+
+// Define makes a persistent domain from XML, validated against libvirt's
+// schema so a typo is refused rather than silently dropped.
+func (c *Conn) Define(ctx context.Context, xml string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	_, err := c.l.DomainDefineXMLFlags(xml, golibvirt.DomainDefineValidate)
+	return err
+}
+
+// Undefine removes a stopped domain's definition, its NVRAM file included.
+func (c *Conn) Undefine(ctx context.Context, name string) error {
+	d, err := c.lookup(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := c.l.DomainUndefineFlags(d, golibvirt.DomainUndefineNvram|golibvirt.DomainUndefineManagedSave); err != nil {
+		// Drivers without NVRAM support refuse the flag; retry plainly.
+		var e golibvirt.Error
+		if errors.As(err, &e) && (golibvirt.ErrorNumber(e.Code) == golibvirt.ErrNoSupport || golibvirt.ErrorNumber(e.Code) == golibvirt.ErrInvalidArg) {
+			return c.l.DomainUndefineFlags(d, 0)
+		}
+		return err
+	}
+	return nil
+}
+
+// Start boots a defined domain.
+func (c *Conn) Start(ctx context.Context, name string) error {
+	d, err := c.lookup(ctx, name)
+	if err != nil {
+		return err
+	}
+	return c.l.DomainCreate(d)
+}
+
+// Stop sends an ACPI shutdown, or destroys the domain when force is set.
+func (c *Conn) Stop(ctx context.Context, name string, force bool) error {
+	d, err := c.lookup(ctx, name)
+	if err != nil {
+		return err
+	}
+	if force {
+		return c.l.DomainDestroyFlags(d, 0)
+	}
+	return c.l.DomainShutdown(d)
+}
+
+// SetAutostart turns starting with the daemon on or off.
+func (c *Conn) SetAutostart(ctx context.Context, name string, on bool) error {
+	d, err := c.lookup(ctx, name)
+	if err != nil {
+		return err
+	}
+	v := int32(0)
+	if on {
+		v = 1
+	}
+	return c.l.DomainSetAutostart(d, v)
+}
+
+// Host reports the host's CPUs and memory.
+func (c *Conn) Host(ctx context.Context) (vm.HostInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return vm.HostInfo{}, err
+	}
+	_, mem, cpus, _, _, _, _, _, err := c.l.NodeGetInfo()
+	if err != nil {
+		return vm.HostInfo{}, err
+	}
+	return vm.HostInfo{CPUs: int(cpus), Memory: mem << 10}, nil
+}
+
+// PoolExists reports whether the storage pool is defined.
+func (c *Conn) PoolExists(ctx context.Context, pool string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	_, err := c.l.StoragePoolLookupByName(pool)
+	if notFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// VolumeExists reports whether pool holds a volume called name.
+func (c *Conn) VolumeExists(ctx context.Context, pool, name string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	p, err := c.l.StoragePoolLookupByName(pool)
+	if err != nil {
+		return false, err
+	}
+	_, err = c.l.StorageVolLookupByName(p, name)
+	if notFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// CreateVolume makes a new qcow2 volume of size bytes in pool.
+func (c *Conn) CreateVolume(ctx context.Context, pool, name string, size uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := c.l.StoragePoolLookupByName(pool)
+	if err != nil {
+		return err
+	}
+	v := libvirtxml.StorageVolume{
+		Name:     name,
+		Capacity: &libvirtxml.StorageVolumeSize{Value: size, Unit: "bytes"},
+		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "qcow2"}},
+	}
+	x, err := v.Marshal()
+	if err != nil {
+		return err
+	}
+	_, err = c.l.StorageVolCreateXML(p, x, 0)
+	return err
+}
+
+// DeleteVolume removes a volume; a missing one is not an error, so a
+// clean-up can be repeated.
+func (c *Conn) DeleteVolume(ctx context.Context, pool, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := c.l.StoragePoolLookupByName(pool)
+	if err != nil {
+		return err
+	}
+	v, err := c.l.StorageVolLookupByName(p, name)
+	if notFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return c.l.StorageVolDelete(v, 0)
+}
+
+// Volumes lists the volume names in pool, for tests and diagnostics.
+func (c *Conn) Volumes(ctx context.Context, pool string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, err := c.l.StoragePoolLookupByName(pool)
+	if err != nil {
+		return nil, err
+	}
+	vols, _, err := c.l.StoragePoolListAllVolumes(p, 1, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(vols))
+	for _, v := range vols {
+		out = append(out, v.Name)
+	}
+	return out, nil
+}

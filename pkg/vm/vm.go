@@ -1,0 +1,472 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Errors the CLI maps to exit codes. ErrExists and ErrNotManaged wrap
+// ErrInvalidConfig: the operator fixes them by choosing another name or
+// another tool.
+var (
+	ErrExists     = fmt.Errorf("%w: name in use", ErrInvalidConfig)
+	ErrNotManaged = fmt.Errorf("%w: not created by ghostbridge", ErrInvalidConfig)
+	ErrNotFound   = errors.New("no such vm")
+	ErrRunning    = errors.New("vm is running")
+	ErrNotRunning = errors.New("vm is not running")
+)
+
+// DomainInfo is a domain as the hypervisor reports it.
+type DomainInfo struct {
+	Name      string
+	State     string // running, paused, shut off, ...
+	Autostart bool
+	XML       string // live XML when running, else the persistent one
+}
+
+// HostInfo is the capacity of the host.
+type HostInfo struct {
+	CPUs   int
+	Memory uint64 // bytes
+}
+
+// Hypervisor is the libvirt connection this package needs; pkg/sys/libvirt
+// implements it. Missing domains are reported by wrapping ErrNotFound.
+type Hypervisor interface {
+	Domain(ctx context.Context, name string) (DomainInfo, error)
+	Domains(ctx context.Context) ([]DomainInfo, error)
+	Define(ctx context.Context, xml string) error
+	Undefine(ctx context.Context, name string) error
+	Start(ctx context.Context, name string) error
+	Stop(ctx context.Context, name string, force bool) error
+	SetAutostart(ctx context.Context, name string, on bool) error
+	Host(ctx context.Context) (HostInfo, error)
+	PoolExists(ctx context.Context, pool string) (bool, error)
+	VolumeExists(ctx context.Context, pool, name string) (bool, error)
+	CreateVolume(ctx context.Context, pool, name string, size uint64) error
+	DeleteVolume(ctx context.Context, pool, name string) error
+}
+
+// Switch reports the bridges Open vSwitch has; pkg/sys/ovs implements it.
+type Switch interface {
+	BridgeNames(ctx context.Context) ([]string, error)
+}
+
+// Deps are the systems the operations touch.
+type Deps struct {
+	Hyp    Hypervisor
+	Switch Switch // nil: bridges are not checked
+	// Sysfs is the sysfs mount ("" means /sys), read for PCI devices and
+	// IOMMU groups before passthrough.
+	Sysfs  string
+	Logger *slog.Logger // nil = discard
+}
+
+func (d Deps) log() *slog.Logger {
+	if d.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return d.Logger
+}
+
+// CreateResult is the JSON contract of `vm create`.
+type CreateResult struct {
+	Name      string      `json:"name"`
+	NICs      []NIC       `json:"nics"`
+	Volumes   []VolumeRef `json:"volumes"`
+	HostDevs  []HostDev   `json:"hostdevs"`
+	Autostart bool        `json:"autostart"`
+	Started   bool        `json:"started"`
+	XML       string      `json:"xml,omitempty"`
+}
+
+// HostDev is a passthrough device found by pre-flight.
+type HostDev struct {
+	Address    string `json:"address"`
+	IOMMUGroup int    `json:"iommu_group"`
+}
+
+// Create checks the host, then makes the volume, defines the domain, and
+// sets autostart and starts it as asked. On any failure it removes what
+// this run made, so a failed create leaves the host as it was.
+func Create(ctx context.Context, d Deps, s Spec) (res CreateResult, err error) {
+	text, err := DomainXML(s)
+	if err != nil {
+		return res, err
+	}
+	s = s.withMACs()
+	devs, err := Preflight(ctx, d, s)
+	if err != nil {
+		return res, err
+	}
+	log := d.log().With("vm", s.Name)
+	var undo []func() error
+	defer func() {
+		if err == nil {
+			return
+		}
+		var errs []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			errs = append(errs, undo[i]())
+		}
+		if cerr := errors.Join(errs...); cerr != nil {
+			err = fmt.Errorf("%w (clean-up also failed: %v)", err, cerr)
+		}
+	}()
+	if s.Disk > 0 {
+		vol := VolumeName(s.Name)
+		if err := d.Hyp.CreateVolume(ctx, s.Pool, vol, s.Disk); err != nil {
+			return res, fmt.Errorf("vm %s: create volume %s/%s: %w", s.Name, s.Pool, vol, err)
+		}
+		log.Info("volume created", "pool", s.Pool, "volume", vol)
+		undo = append(undo, func() error { return d.Hyp.DeleteVolume(context.WithoutCancel(ctx), s.Pool, vol) })
+		res.Volumes = append(res.Volumes, VolumeRef{Pool: s.Pool, Name: vol})
+	}
+	if err := d.Hyp.Define(ctx, text); err != nil {
+		return res, fmt.Errorf("vm %s: define: %w", s.Name, err)
+	}
+	log.Info("domain defined")
+	undo = append(undo, func() error { return d.Hyp.Undefine(context.WithoutCancel(ctx), s.Name) })
+	if s.Autostart {
+		if err := d.Hyp.SetAutostart(ctx, s.Name, true); err != nil {
+			return res, fmt.Errorf("vm %s: autostart: %w", s.Name, err)
+		}
+	}
+	if s.Start {
+		if err := d.Hyp.Start(ctx, s.Name); err != nil {
+			return res, fmt.Errorf("vm %s: start: %w", s.Name, err)
+		}
+		log.Info("domain started")
+		undo = append(undo, func() error { return d.Hyp.Stop(context.WithoutCancel(ctx), s.Name, true) })
+	}
+	return CreateResult{Name: s.Name, NICs: s.NICs, Volumes: nonNil(res.Volumes), HostDevs: devs, Autostart: s.Autostart, Started: s.Start}, nil
+}
+
+// Preflight checks, without changing anything, that the spec can be created:
+// the name and volume are free, the pool exists, every bridge is in Open
+// vSwitch, vCPUs and memory fit the host, and each passthrough device
+// exists in an IOMMU group.
+func Preflight(ctx context.Context, d Deps, s Spec) ([]HostDev, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := d.Hyp.Domain(ctx, s.Name); err == nil {
+		return nil, fmt.Errorf("vm %s: %w", s.Name, ErrExists)
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("vm %s: %w", s.Name, err)
+	}
+	if s.Disk > 0 {
+		ok, err := d.Hyp.PoolExists(ctx, s.Pool)
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: %w", s.Pool, err)
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: storage pool %q does not exist", ErrInvalidConfig, s.Pool)
+		}
+		vol := VolumeName(s.Name)
+		ok, err = d.Hyp.VolumeExists(ctx, s.Pool, vol)
+		if err != nil {
+			return nil, fmt.Errorf("volume %s/%s: %w", s.Pool, vol, err)
+		}
+		if ok {
+			return nil, fmt.Errorf("%w: volume %s/%s already exists (left from another guest?)", ErrInvalidConfig, s.Pool, vol)
+		}
+	}
+	if d.Switch != nil {
+		have, err := d.Switch.BridgeNames(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("open vswitch bridges: %w", err)
+		}
+		for _, n := range s.NICs {
+			if !slices.Contains(have, n.Bridge) {
+				return nil, fmt.Errorf("%w: bridge %q is not an Open vSwitch bridge here (have: %s)", ErrInvalidConfig, n.Bridge, strings.Join(have, ", "))
+			}
+		}
+	}
+	host, err := d.Hyp.Host(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("host capacity: %w", err)
+	}
+	if s.VCPUs > host.CPUs {
+		return nil, fmt.Errorf("%w: vcpus %d: the host has %d CPUs", ErrInvalidConfig, s.VCPUs, host.CPUs)
+	}
+	if s.Memory > host.Memory {
+		return nil, fmt.Errorf("%w: memory %s: the host has %s", ErrInvalidConfig, FormatSize(s.Memory), FormatSize(host.Memory))
+	}
+	devs := make([]HostDev, 0, len(s.HostDevs))
+	for _, a := range s.HostDevs {
+		g, err := IOMMUGroup(d.Sysfs, a)
+		if err != nil {
+			return nil, err
+		}
+		devs = append(devs, HostDev{Address: a.String(), IOMMUGroup: g})
+	}
+	return devs, nil
+}
+
+// IOMMUGroup returns the IOMMU group of the PCI device at a, reading sysfs
+// under root ("" means /sys). It fails when the device does not exist or
+// the IOMMU is off (no groups at all).
+func IOMMUGroup(root string, a PCIAddress) (int, error) {
+	if root == "" {
+		root = "/sys"
+	}
+	devDir := filepath.Join(root, "bus", "pci", "devices", a.String())
+	if _, err := os.Stat(devDir); err != nil {
+		return 0, fmt.Errorf("%w: PCI device %s does not exist on this host", ErrInvalidConfig, a)
+	}
+	groups, err := os.ReadDir(filepath.Join(root, "kernel", "iommu_groups"))
+	if err != nil || len(groups) == 0 {
+		return 0, fmt.Errorf("%w: PCI device %s: the IOMMU is off (no groups in %s/kernel/iommu_groups; boot with intel_iommu=on or amd_iommu=on)", ErrInvalidConfig, a, root)
+	}
+	link, err := os.Readlink(filepath.Join(devDir, "iommu_group"))
+	if err != nil {
+		return 0, fmt.Errorf("%w: PCI device %s is in no IOMMU group", ErrInvalidConfig, a)
+	}
+	g, err := strconv.Atoi(filepath.Base(link))
+	if err != nil {
+		return 0, fmt.Errorf("%w: PCI device %s: IOMMU group link %q", ErrInvalidConfig, a, link)
+	}
+	return g, nil
+}
+
+// VM is one guest as `vm list` shows it.
+type VM struct {
+	Name      string      `json:"name"`
+	State     string      `json:"state"`
+	VCPUs     int         `json:"vcpus"`
+	Memory    uint64      `json:"memory_bytes"`
+	Autostart bool        `json:"autostart"`
+	Managed   bool        `json:"managed"`
+	NICs      []NIC       `json:"nics"`
+	VNCPort   int         `json:"vnc_port"` // -1 when not running
+	Volumes   []VolumeRef `json:"volumes"`
+}
+
+// ListResult is the JSON contract of `vm list`.
+type ListResult struct {
+	VMs []VM `json:"vms"`
+}
+
+func toVM(di DomainInfo) (VM, error) {
+	p, err := parseDomain(di.XML)
+	if err != nil {
+		return VM{}, fmt.Errorf("vm %s: read XML: %w", di.Name, err)
+	}
+	v := VM{Name: di.Name, State: di.State, Autostart: di.Autostart, VNCPort: p.vncPort, NICs: []NIC{}, Volumes: []VolumeRef{}}
+	if p.dom.VCPU != nil {
+		v.VCPUs = int(p.dom.VCPU.Value)
+	}
+	if p.dom.Memory != nil {
+		v.Memory = memBytes(p.dom.Memory.Value, p.dom.Memory.Unit)
+	}
+	if p.meta != nil {
+		v.Managed = true
+		v.Volumes = nonNil(p.meta.Volumes)
+	}
+	if p.dom.Devices != nil {
+		for _, i := range p.dom.Devices.Interfaces {
+			n := NIC{}
+			if i.MAC != nil {
+				n.MAC = i.MAC.Address
+			}
+			if i.Source != nil && i.Source.Bridge != nil {
+				n.Bridge = i.Source.Bridge.Bridge
+			}
+			if i.VLan != nil && len(i.VLan.Tags) == 1 {
+				n.VLAN = int(i.VLan.Tags[0].ID)
+			}
+			v.NICs = append(v.NICs, n)
+		}
+	}
+	return v, nil
+}
+
+func memBytes(v uint, unit string) uint64 {
+	switch strings.ToLower(unit) {
+	case "b", "bytes":
+		return uint64(v)
+	case "", "k", "kib":
+		return uint64(v) << 10
+	case "m", "mib":
+		return uint64(v) << 20
+	case "g", "gib":
+		return uint64(v) << 30
+	}
+	return uint64(v) << 10
+}
+
+// List returns every domain on the connection, sorted by name.
+func List(ctx context.Context, d Deps) (ListResult, error) {
+	doms, err := d.Hyp.Domains(ctx)
+	if err != nil {
+		return ListResult{}, fmt.Errorf("list domains: %w", err)
+	}
+	out := ListResult{VMs: make([]VM, 0, len(doms))}
+	for _, di := range doms {
+		v, err := toVM(di)
+		if err != nil {
+			return ListResult{}, err
+		}
+		out.VMs = append(out.VMs, v)
+	}
+	slices.SortFunc(out.VMs, func(a, b VM) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Get returns one guest.
+func Get(ctx context.Context, d Deps, name string) (VM, error) {
+	di, err := d.Hyp.Domain(ctx, name)
+	if err != nil {
+		return VM{}, fmt.Errorf("vm %s: %w", name, err)
+	}
+	return toVM(di)
+}
+
+// StateResult is the JSON contract of `vm start` and `vm stop`.
+type StateResult struct {
+	Name    string `json:"name"`
+	State   string `json:"state"`
+	Changed bool   `json:"changed"`
+}
+
+// Start boots the guest; a running guest is left alone.
+func Start(ctx context.Context, d Deps, name string) (StateResult, error) {
+	v, err := Get(ctx, d, name)
+	if err != nil {
+		return StateResult{}, err
+	}
+	if v.State == "running" {
+		return StateResult{Name: name, State: v.State}, nil
+	}
+	if err := d.Hyp.Start(ctx, name); err != nil {
+		return StateResult{}, fmt.Errorf("vm %s: start: %w", name, err)
+	}
+	return stateAfter(ctx, d, name)
+}
+
+// Stop asks the guest to shut down (ACPI), or pulls the plug with force; a
+// stopped guest is left alone. A graceful stop returns once the request is
+// sent; State tells whether the guest is already off.
+func Stop(ctx context.Context, d Deps, name string, force bool) (StateResult, error) {
+	v, err := Get(ctx, d, name)
+	if err != nil {
+		return StateResult{}, err
+	}
+	if v.State == "shut off" {
+		return StateResult{Name: name, State: v.State}, nil
+	}
+	if err := d.Hyp.Stop(ctx, name, force); err != nil {
+		return StateResult{}, fmt.Errorf("vm %s: stop: %w", name, err)
+	}
+	return stateAfter(ctx, d, name)
+}
+
+func stateAfter(ctx context.Context, d Deps, name string) (StateResult, error) {
+	di, err := d.Hyp.Domain(ctx, name)
+	if err != nil {
+		return StateResult{}, fmt.Errorf("vm %s: %w", name, err)
+	}
+	return StateResult{Name: name, State: di.State, Changed: true}, nil
+}
+
+// DeleteResult is the JSON contract of `vm delete`.
+type DeleteResult struct {
+	Name           string      `json:"name"`
+	RemovedVolumes []VolumeRef `json:"removed_volumes"`
+	KeptVolumes    []VolumeRef `json:"kept_volumes"`
+}
+
+// Delete undefines a guest made by ghostbridge; with removeStorage it also
+// deletes the volumes its metadata lists (and no others). A running guest
+// is refused: stop it first.
+func Delete(ctx context.Context, d Deps, name string, removeStorage bool) (DeleteResult, error) {
+	v, err := Get(ctx, d, name)
+	if err != nil {
+		return DeleteResult{}, err
+	}
+	if !v.Managed {
+		return DeleteResult{}, fmt.Errorf("vm %s: %w (no ghostbridge metadata); use virsh", name, ErrNotManaged)
+	}
+	if v.State != "shut off" {
+		return DeleteResult{}, fmt.Errorf("vm %s: %w (%s); stop it first (vm stop --force)", name, ErrRunning, v.State)
+	}
+	if err := d.Hyp.Undefine(ctx, name); err != nil {
+		return DeleteResult{}, fmt.Errorf("vm %s: undefine: %w", name, err)
+	}
+	res := DeleteResult{Name: name, RemovedVolumes: []VolumeRef{}, KeptVolumes: []VolumeRef{}}
+	if !removeStorage {
+		res.KeptVolumes = v.Volumes
+		return res, nil
+	}
+	var errs []error
+	for _, vol := range v.Volumes {
+		if err := d.Hyp.DeleteVolume(ctx, vol.Pool, vol.Name); err != nil {
+			errs = append(errs, fmt.Errorf("vm %s: delete volume %s/%s: %w", name, vol.Pool, vol.Name, err))
+			res.KeptVolumes = append(res.KeptVolumes, vol)
+			continue
+		}
+		res.RemovedVolumes = append(res.RemovedVolumes, vol)
+	}
+	return res, errors.Join(errs...)
+}
+
+// ConsoleResult is the JSON contract of `vm console`.
+type ConsoleResult struct {
+	Name    string `json:"name"`
+	Listen  string `json:"listen"`
+	Port    int    `json:"port"`
+	Display string `json:"display"`
+	NoVNC   string `json:"novnc_url"`
+}
+
+// Console returns where the running guest's VNC display is, and the noVNC
+// URL built from noVNCBase (e.g. "http://HOST:6080/vnc.html").
+func Console(ctx context.Context, d Deps, name, noVNCBase string) (ConsoleResult, error) {
+	di, err := d.Hyp.Domain(ctx, name)
+	if err != nil {
+		return ConsoleResult{}, fmt.Errorf("vm %s: %w", name, err)
+	}
+	p, err := parseDomain(di.XML)
+	if err != nil {
+		return ConsoleResult{}, fmt.Errorf("vm %s: read XML: %w", name, err)
+	}
+	if di.State != "running" || p.vncPort <= 0 {
+		return ConsoleResult{}, fmt.Errorf("vm %s: %w (%s): no VNC display", name, ErrNotRunning, di.State)
+	}
+	r := ConsoleResult{Name: name, Listen: "127.0.0.1", Port: p.vncPort, Display: fmt.Sprintf("127.0.0.1:%d", p.vncPort-5900)}
+	if noVNCBase != "" {
+		sep := "?"
+		if strings.Contains(noVNCBase, "?") {
+			sep = "&"
+		}
+		r.NoVNC = noVNCBase + sep + "autoconnect=1&path=" + "websockify%3Ftoken%3D" + name
+	}
+	return r, nil
+}
+
+// XML returns the guest's domain XML as libvirt holds it.
+func XML(ctx context.Context, d Deps, name string) (string, error) {
+	di, err := d.Hyp.Domain(ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("vm %s: %w", name, err)
+	}
+	return di.XML, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }

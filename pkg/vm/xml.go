@@ -1,0 +1,164 @@
+package vm
+
+import (
+	"encoding/xml"
+	"fmt"
+
+	"libvirt.org/go/libvirtxml"
+)
+
+// MetadataNS is the XML namespace of the metadata element that marks a
+// domain as made by ghostbridge and lists the volumes made for it.
+const MetadataNS = "https://ghostbridge.dev/xmlns/vm/1"
+
+// Metadata is what a domain made by ghostbridge records about itself.
+type Metadata struct {
+	XMLName xml.Name     `xml:"https://ghostbridge.dev/xmlns/vm/1 vm"`
+	Volumes []VolumeRef  `xml:"volume"`
+	HostDev []PCIAddrXML `xml:"hostdev"`
+}
+
+// VolumeRef names a storage volume made for the guest.
+type VolumeRef struct {
+	Pool string `xml:"pool,attr" json:"pool"`
+	Name string `xml:"name,attr" json:"name"`
+}
+
+// PCIAddrXML records a passed-through device by its sysfs name.
+type PCIAddrXML struct {
+	Address string `xml:"address,attr"`
+}
+
+func uintp(v uint) *uint { return &v }
+
+// DomainXML renders the domain definition for s. It is pure: the same spec
+// always gives the same bytes.
+func DomainXML(s Spec) (string, error) {
+	if err := s.Validate(); err != nil {
+		return "", err
+	}
+	s = s.withMACs()
+	md := Metadata{}
+	if s.Disk > 0 {
+		md.Volumes = []VolumeRef{{Pool: s.Pool, Name: VolumeName(s.Name)}}
+	}
+	for _, a := range s.HostDevs {
+		md.HostDev = append(md.HostDev, PCIAddrXML{Address: a.String()})
+	}
+	mdXML, err := xml.Marshal(md)
+	if err != nil {
+		return "", fmt.Errorf("domain %s metadata: %w", s.Name, err)
+	}
+	d := &libvirtxml.Domain{
+		Type:          s.Type,
+		Name:          s.Name,
+		Metadata:      &libvirtxml.DomainMetadata{XML: string(mdXML)},
+		Memory:        &libvirtxml.DomainMemory{Value: uint(s.Memory / 1024), Unit: "KiB"},
+		CurrentMemory: &libvirtxml.DomainCurrentMemory{Value: uint(s.Memory / 1024), Unit: "KiB"},
+		VCPU:          &libvirtxml.DomainVCPU{Placement: "static", Value: uint(s.VCPUs)},
+		OS: &libvirtxml.DomainOS{
+			Type:        &libvirtxml.DomainOSType{Arch: "x86_64", Type: "hvm"},
+			BootDevices: []libvirtxml.DomainBootDevice{{Dev: "hd"}, {Dev: "network"}},
+		},
+		Features: &libvirtxml.DomainFeatureList{
+			ACPI: &libvirtxml.DomainFeature{},
+			APIC: &libvirtxml.DomainFeatureAPIC{},
+		},
+		OnPoweroff: "destroy",
+		OnReboot:   "restart",
+		OnCrash:    "destroy",
+		Devices:    &libvirtxml.DomainDeviceList{},
+	}
+	if s.UEFI {
+		d.OS.Firmware = "efi"
+	}
+	if s.Type == "kvm" {
+		d.CPU = &libvirtxml.DomainCPU{Mode: "host-passthrough"}
+	}
+	dev := d.Devices
+	if s.Disk > 0 {
+		dev.Disks = append(dev.Disks, libvirtxml.DomainDisk{
+			Device: "disk",
+			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2"},
+			Source: &libvirtxml.DomainDiskSource{Volume: &libvirtxml.DomainDiskSourceVolume{Pool: s.Pool, Volume: VolumeName(s.Name)}},
+			Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
+		})
+	}
+	for _, n := range s.NICs {
+		iface := libvirtxml.DomainInterface{
+			MAC:         &libvirtxml.DomainInterfaceMAC{Address: n.MAC},
+			Source:      &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: n.Bridge}},
+			VirtualPort: &libvirtxml.DomainInterfaceVirtualPort{Params: &libvirtxml.DomainInterfaceVirtualPortParams{OpenVSwitch: &libvirtxml.DomainInterfaceVirtualPortParamsOpenVSwitch{}}},
+			Model:       &libvirtxml.DomainInterfaceModel{Type: "virtio"},
+		}
+		if n.VLAN > 0 {
+			iface.VLan = &libvirtxml.DomainInterfaceVLan{Tags: []libvirtxml.DomainInterfaceVLanTag{{ID: uint(n.VLAN)}}}
+		}
+		dev.Interfaces = append(dev.Interfaces, iface)
+	}
+	for _, a := range s.HostDevs {
+		dev.Hostdevs = append(dev.Hostdevs, libvirtxml.DomainHostdev{
+			Managed: "yes",
+			SubsysPCI: &libvirtxml.DomainHostdevSubsysPCI{Source: &libvirtxml.DomainHostdevSubsysPCISource{
+				Address: &libvirtxml.DomainAddressPCI{Domain: uintp(uint(a.Domain)), Bus: uintp(uint(a.Bus)), Slot: uintp(uint(a.Slot)), Function: uintp(uint(a.Function))},
+			}},
+		})
+	}
+	// VNC listens on loopback only: noVNC on the host (port 6080) is the
+	// way in, never the VNC port itself.
+	dev.Graphics = []libvirtxml.DomainGraphic{{VNC: &libvirtxml.DomainGraphicVNC{
+		Port: -1, AutoPort: "yes", Listen: "127.0.0.1",
+		Listeners: []libvirtxml.DomainGraphicListener{{Address: &libvirtxml.DomainGraphicListenerAddress{Address: "127.0.0.1"}}},
+	}}}
+	dev.Videos = []libvirtxml.DomainVideo{{Model: libvirtxml.DomainVideoModel{Type: "virtio"}}}
+	dev.Inputs = []libvirtxml.DomainInput{{Type: "tablet", Bus: "usb"}}
+	dev.Serials = []libvirtxml.DomainSerial{{Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}}}}
+	dev.Consoles = []libvirtxml.DomainConsole{{Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}}, Target: &libvirtxml.DomainConsoleTarget{Type: "serial"}}}
+	out, err := d.Marshal()
+	if err != nil {
+		return "", fmt.Errorf("domain %s XML: %w", s.Name, err)
+	}
+	return out + "\n", nil
+}
+
+// parsedDomain is what List and Console read back from libvirt's XML.
+type parsedDomain struct {
+	dom     libvirtxml.Domain
+	meta    *Metadata
+	vncPort int
+}
+
+func parseDomain(text string) (parsedDomain, error) {
+	var p parsedDomain
+	if err := p.dom.Unmarshal(text); err != nil {
+		return p, err
+	}
+	if p.dom.Metadata != nil {
+		var m Metadata
+		// Other tools may keep their own elements in <metadata>; ours is
+		// found by its namespace.
+		dec := xml.NewDecoder(stringsReader("<m>" + p.dom.Metadata.XML + "</m>"))
+		for {
+			tok, err := dec.Token()
+			if err != nil {
+				break
+			}
+			if se, ok := tok.(xml.StartElement); ok && se.Name.Space == MetadataNS && se.Name.Local == "vm" {
+				if err := dec.DecodeElement(&m, &se); err == nil {
+					p.meta = &m
+				}
+				break
+			}
+		}
+	}
+	p.vncPort = -1
+	if p.dom.Devices != nil {
+		for _, g := range p.dom.Devices.Graphics {
+			if g.VNC != nil {
+				p.vncPort = g.VNC.Port
+				break
+			}
+		}
+	}
+	return p, nil
+}
