@@ -21,6 +21,7 @@ func main() {
 	// "snap run | consumer" finishes its tick and exits when the consumer
 	// dies instead of being killed mid-tick.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	startTryWatchdog = spawnTryWatchdog
 	code := run(ctx, os.Args[1:], SystemIO(os.Getenv), os.Getenv)
 	stop()
 	os.Exit(code)

@@ -5,7 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,8 +20,31 @@ import (
 
 type netTryOptions struct {
 	*netOptions
-	Timeout  time.Duration
-	Rollback bool
+	Timeout    time.Duration
+	Rollback   bool
+	RollbackAt string
+}
+
+// startTryWatchdog starts the detached process that rolls a try back
+// when the try process dies before its deadline. main sets it; when nil
+// (commands run in-process by tests) a try relies on its own process.
+var startTryWatchdog func(netup.TryInfo) error
+
+// spawnTryWatchdog runs this executable again, with the same arguments
+// plus --rollback-at, in a session of its own with its standard streams
+// on /dev/null: a closed SSH session or a killed try leaves it running.
+func spawnTryWatchdog(info netup.TryInfo) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("net try watchdog: %w", err)
+	}
+	argv := append(slices.Clone(os.Args[1:]), "--rollback-at", info.Deadline.Format(time.RFC3339Nano))
+	cmd := exec.Command(exe, argv...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("net try watchdog %s %v: %w", exe, argv, err)
+	}
+	return cmd.Process.Release()
 }
 
 func newNetTryCmd(a *App, shared *netOptions) *cobra.Command {
@@ -31,11 +59,22 @@ OVS bridges, ports and records, flow tables, addresses, routes, offloads and
 forwarding. Exit status is 0 when confirmed (or nothing needed changing) and
 1 after a rollback, with "rolled back" in the error.
 
+A rollback undoes only what the try changed: ports, addresses, routes and
+settings that others changed while it waited (a VM's tap port, an address
+on an unrelated interface) stay.
+
+The try ignores SIGHUP, so a dropped SSH session does not end it: it keeps
+waiting, and "net confirm" from a new session still works. Before changing
+anything it also starts a detached watchdog process (the same command with
+--rollback-at) that rolls back at the deadline if the try process has died
+(kill -9, crash) by then. A reboot before the deadline loses both: the state
+directory is on /run.
+
 The previous state is kept in --state-dir (try.json, mode 0600) while the
-try waits. If the try process dies (kill -9, crash) before either outcome,
-"net up" and "net try" refuse to run and "net status" and "net plan" say so
-until "net confirm" keeps the new state or "net try --rollback" (or "net
-down") restores the old one.
+try waits. If no process rolled back a try whose process died, "net up" and
+"net try" refuse to run and "net status" and "net plan" say so until "net
+confirm" keeps the new state or "net try --rollback" (or "net down")
+restores the old one.
 
 With --format json the command prints one object per line: {"type":"waiting"}
 with the changes once they are applied, and {"type":"result"} at the end.`,
@@ -44,6 +83,9 @@ with the changes once they are applied, and {"type":"result"} at the end.`,
   ghostbridge net try --rollback`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.RollbackAt != "" {
+				return runNetWatchdog(cmd.Context(), a, opts)
+			}
 			if opts.Rollback {
 				return runNetRollback(cmd.Context(), a, opts)
 			}
@@ -55,14 +97,20 @@ with the changes once they are applied, and {"type":"result"} at the end.`,
 	}
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 120*time.Second, "how long to wait for net confirm before rolling back")
 	cmd.Flags().BoolVar(&opts.Rollback, "rollback", false, "restore the state recorded by a try whose process died unconfirmed")
+	cmd.Flags().StringVar(&opts.RollbackAt, "rollback-at", "", "run as the watchdog of the try whose deadline is this RFC 3339 time")
+	_ = cmd.Flags().MarkHidden("rollback-at")
 	return cmd
 }
 
 func runNetTry(ctx context.Context, a *App, opts *netTryOptions) error {
+	// The operator's SSH session may drop while the try waits: keep
+	// waiting, so a reconnected session can still confirm, and roll
+	// back at the deadline otherwise.
+	signal.Ignore(syscall.SIGHUP)
 	return a.withNet(ctx, func(d netup.Deps, cfg netup.Config) error {
 		var werr error
 		res, err := netup.Try(ctx, d, cfg, netup.TryOptions{
-			StateDir: opts.StateDir, Timeout: opts.Timeout,
+			StateDir: opts.StateDir, Timeout: opts.Timeout, OnRecorded: startTryWatchdog,
 			OnWaiting: func(r netup.Result, info netup.TryInfo) {
 				werr = a.printTryWaiting(r, info, opts.Timeout)
 			},
@@ -111,6 +159,19 @@ func (a *App) printTryResult(res netup.TryResult) error {
 		fmt.Fprintf(&b, "%s (%s): %d %s restored\n", st.bad.Render("rolled back"), res.Reason, len(res.Restored), plural(len(res.Restored), "change", "changes"))
 	}
 	_, err := io.WriteString(a.IO.Out, b.String())
+	return err
+}
+
+// runNetWatchdog is the detached process spawnTryWatchdog starts.
+func runNetWatchdog(ctx context.Context, a *App, opts *netTryOptions) error {
+	deadline, err := time.Parse(time.RFC3339Nano, opts.RollbackAt)
+	if err != nil {
+		return usageErrorf(fmt.Errorf("--rollback-at %q: want an RFC 3339 time", opts.RollbackAt))
+	}
+	signal.Ignore(syscall.SIGHUP)
+	_, err = runNet(ctx, a, func(ctx context.Context, d netup.Deps, _ netup.Config) (netup.Result, error) {
+		return netup.Watchdog(ctx, d, opts.StateDir, deadline, nil)
+	})
 	return err
 }
 

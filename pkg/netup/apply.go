@@ -183,7 +183,14 @@ func applyAll(ctx context.Context, d Deps, cs []Change, onChange func(Change), b
 	if err == nil {
 		return nil
 	}
-	if _, rerr := Restore(context.WithoutCancel(ctx), d, before); rerr != nil {
+	// Undo only what this run changed: the host as it is now, against
+	// before, within the scope of the plan.
+	ctx = context.WithoutCancel(ctx)
+	after, rerr := TakeSnapshot(ctx, d, before.offloadFeatures())
+	if rerr == nil {
+		_, rerr = RestoreChanged(ctx, d, before, after, scopeOf(cs))
+	}
+	if rerr != nil {
 		return errors.Join(err, fmt.Errorf("undo after failure: %w", rerr))
 	}
 	return fmt.Errorf("%w (every change made was undone)", err)

@@ -145,6 +145,12 @@ func (c Config) Validate() error {
 		default:
 			bad("bridge %s: fail_mode %q: want secure or standalone", b.Name, b.FailMode)
 		}
+		if b.Guard && b.FailMode == FailStandalone {
+			// A standalone bridge falls back to NORMAL switching whenever
+			// its flow table is empty (as after a bridge reconfiguration),
+			// so the guard would leak foreign MACs onto the uplink.
+			bad("bridge %s: guard = true needs fail_mode = \"secure\", not %q", b.Name, b.FailMode)
+		}
 		if b.Uplink != "" {
 			key := strings.ToLower(b.Uplink)
 			if other, dup := uplinks[key]; dup {
@@ -177,12 +183,25 @@ func (c Config) Validate() error {
 			}
 			nets = append(nets, owned{a.Masked(), b.Name})
 		}
+		hasFamily := func(a netip.Addr) bool {
+			return slices.ContainsFunc(b.Addresses, func(p netip.Prefix) bool { return p.Addr().Is4() == a.Is4() })
+		}
 		if b.Gateway.IsValid() && len(b.Addresses) == 0 {
 			bad("bridge %s: gateway %s needs an address on the bridge", b.Name, b.Gateway)
+		} else if b.Gateway.IsValid() && !hasFamily(b.Gateway) {
+			bad("bridge %s: gateway %s: the bridge has no %s address", b.Name, b.Gateway, family(b.Gateway))
 		}
 		for _, r := range b.Routes {
-			if r.To.Bits() == 0 {
-				bad("bridge %s: route %s: use gateway for the default route", b.Name, r.To)
+			switch {
+			case r.Via.IsValid() && r.Via.Is4() != r.To.Addr().Is4():
+				bad("bridge %s: route %s via %s: the gateway is %s, the destination %s", b.Name, r.To, r.Via, family(r.Via), family(r.To.Addr()))
+			case r.Via.IsValid() && !hasFamily(r.Via):
+				bad("bridge %s: route %s via %s: the bridge has no %s address", b.Name, r.To, r.Via, family(r.Via))
+			case r.To.Bits() == 0 && b.Gateway.IsValid() && b.Gateway.Is4() == r.To.Addr().Is4():
+				// A second-family default route (::/0 next to an IPv4
+				// gateway) belongs here; a second one of the same family
+				// would fight the gateway's.
+				bad("bridge %s: route %s: gateway %s already is the %s default route", b.Name, r.To, b.Gateway, family(b.Gateway))
 			}
 		}
 		for _, m := range b.AllowMACs {
@@ -215,6 +234,13 @@ func (e *ValidationError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrInvalidConfig) true.
 func (e *ValidationError) Unwrap() error { return ErrInvalidConfig }
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
 
 func invalid(format string, a ...any) error {
 	return &ValidationError{Problems: []string{fmt.Sprintf(format, a...)}}

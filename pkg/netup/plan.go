@@ -73,9 +73,11 @@ func orNone(s string) string {
 
 // Application steps.
 const (
-	stepOVS = iota
+	// Offloads go off before the uplink joins its bridge, so no frame
+	// the bridge forwards is ever segmented or checksummed by the NIC.
+	stepOffload = iota
+	stepOVS
 	stepFlows
-	stepOffload
 	stepLink
 	stepAddrAdd
 	stepRoute
@@ -130,6 +132,11 @@ func plan(cfg Config, ts []target, st State) []Change {
 				"external_ids:" + idUplinkOffload + "=" + quote(strings.Join(on, ",")),
 			}
 		}
+		// A change of datapath_type, fail_mode or the bridge MAC makes
+		// ovs-vswitchd rebuild the bridge with an empty flow table (there
+		// is no controller to refill it), so the flows observed before
+		// are gone after the OVS step and must be replaced after it.
+		var reset []string
 		if !exists {
 			cols := []string{"datapath_type=" + cfg.DatapathType, "fail_mode=" + t.FailMode, "external_ids:" + idOwner + "=" + idOwnerValue}
 			if t.hostMAC != "" {
@@ -141,6 +148,9 @@ func plan(cfg Config, ts []target, st State) []Change {
 		} else {
 			set := func(what, from, to string, op ovs.Op) {
 				add(Change{Kind: KindBridge, Action: "set", Bridge: t.Name, Target: t.Name + " " + what, From: from, To: to, step: stepOVS, ops: []ovs.Op{op}})
+				if what != "uplink record" {
+					reset = append(reset, "the "+what+" change empties the flow table")
+				}
 			}
 			if b.DatapathType != cfg.DatapathType && !(b.DatapathType == "" && cfg.DatapathType == "system") {
 				set("datapath_type", b.DatapathType, cfg.DatapathType, ovs.SetBridge(t.Name, "datapath_type="+cfg.DatapathType))
@@ -202,7 +212,10 @@ func plan(cfg Config, ts []target, st State) []Change {
 				add(Change{Kind: KindPort, Action: "remove", Bridge: t.Name, Target: name, step: stepOVS, ops: []ovs.Op{ovs.DelPort(t.Name, name)}})
 			}
 		}
-		if diff, drift := st.FlowDiff[t.Name]; !exists || drift {
+		if diff, drift := st.FlowDiff[t.Name]; !exists || drift || len(reset) > 0 {
+			if !drift {
+				diff = reset
+			}
 			n := len(t.flows(0))
 			add(Change{Kind: KindFlows, Action: "replace", Bridge: t.Name, Target: t.Name, To: fmt.Sprintf("%d flows", n), Detail: diff, step: stepFlows, flows: t.flows, uplink: t.uplink})
 		}
@@ -286,7 +299,19 @@ func plan(cfg Config, ts []target, st State) []Change {
 // sameRouteKey reports whether a and b are the same route to the kernel:
 // a replace of one overwrites the other.
 func sameRouteKey(a, b netdev.Route) bool {
-	return a.Dst == b.Dst && a.Metric == b.Metric
+	return a.Dst == b.Dst && kernelMetric(a) == kernelMetric(b)
+}
+
+// ipv6DefaultMetric is the metric the kernel gives an IPv6 route added
+// without one (IP6_RT_PRIO_USER); IPv4 routes keep 0.
+const ipv6DefaultMetric = 1024
+
+// kernelMetric is the metric r has once the kernel holds it.
+func kernelMetric(r netdev.Route) int {
+	if r.Metric == 0 && r.Dst.Addr().Is6() {
+		return ipv6DefaultMetric
+	}
+	return r.Metric
 }
 
 func routeDst(r netdev.Route) string {
@@ -303,6 +328,7 @@ func desiredRoutes(t target) []netdev.Route {
 	var rs []netdev.Route
 	for _, r := range t.Routes {
 		rt := netdev.Route{Dst: r.To.Masked(), Gw: r.Via, Dev: t.Name}
+		rt.Metric = kernelMetric(rt)
 		if r.Via.IsValid() && !onLink(t.Addresses, r.Via) && !slices.ContainsFunc(t.Routes, func(o Route) bool { return !o.Via.IsValid() && o.To.Contains(r.Via) }) {
 			rt.OnLink = true
 		}
@@ -314,6 +340,7 @@ func desiredRoutes(t target) []netdev.Route {
 			dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 		}
 		rt := netdev.Route{Dst: dst, Gw: t.Gateway, Dev: t.Name}
+		rt.Metric = kernelMetric(rt)
 		if !onLink(t.Addresses, t.Gateway) && !slices.ContainsFunc(t.Routes, func(o Route) bool { return !o.Via.IsValid() && o.To.Contains(t.Gateway) }) {
 			rt.OnLink = true
 		}

@@ -70,7 +70,7 @@ func TestPlan(t *testing.T) {
 			b := s.Bridges["ovsbr0"]
 			b.FailMode = FailStandalone
 			s.Bridges["ovsbr0"] = b
-		}, []string{"~ bridge ovsbr0 fail_mode: standalone -> secure"}},
+		}, []string{"~ bridge ovsbr0 fail_mode: standalone -> secure", "~ flows ovsbr0: none -> 3 flows"}},
 		{"offload back on", func(_ *Config, s *State) { s.Offloads["eth0"]["gro"] = ethtool.State{On: true} }, []string{"~ offload eth0 gro (ovsbr0): on -> off"}},
 		{"fixed offload left alone", func(_ *Config, s *State) { s.Offloads["eth0"]["gro"] = ethtool.State{On: true, Fixed: true} }, nil},
 		{"uplink kept its address", func(_ *Config, s *State) {
@@ -150,6 +150,18 @@ func TestValidate(t *testing.T) {
 		"cookie":        {func(c *Config) { c.Bridges[0].Flows = []string{"cookie=1,actions=drop"} }, "reserved"},
 		"multicast mac": {func(c *Config) { c.Bridges[0].AllowMACs = []string{"01:00:5e:00:00:01"} }, "unicast MAC"},
 		"datapath":      {func(c *Config) { c.DatapathType = "dpdk" }, "datapath_type"},
+		"route family": {func(c *Config) {
+			c.Bridges[0].Routes = []Route{{To: netip.MustParsePrefix("2001:db8::/32"), Via: netip.MustParseAddr("172.31.1.1")}}
+		}, "the gateway is IPv4, the destination IPv6"},
+		"gateway family": {func(c *Config) { c.Bridges[0].Gateway = netip.MustParseAddr("fe80::1") }, "no IPv6 address"},
+		"second default": {func(c *Config) {
+			c.Bridges[0].Routes = []Route{{To: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("172.31.1.2")}}
+		}, "already is the IPv4 default route"},
+		"dual-stack default": {func(c *Config) {
+			c.Bridges[0].Addresses = append(c.Bridges[0].Addresses, netip.MustParsePrefix("2001:db8::2/64"))
+			c.Bridges[0].Routes = []Route{{To: netip.MustParsePrefix("::/0"), Via: netip.MustParseAddr("fe80::1")}}
+		}, ""},
+		"guard standalone": {func(c *Config) { c.Bridges[0].Guard, c.Bridges[0].FailMode = true, FailStandalone }, `guard = true needs fail_mode = "secure"`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

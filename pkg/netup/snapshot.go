@@ -89,11 +89,28 @@ func (s Snapshot) offloadFeatures() map[string][]string {
 // failed step, so as much as possible is restored, and returns every
 // failure joined.
 func Restore(ctx context.Context, d Deps, s Snapshot) (Result, error) {
+	return restore(ctx, d, s, nil)
+}
+
+// RestoreChanged undoes what happened between before and after, and
+// nothing else: of the differences between the host and before, it puts
+// back only the objects that before and after disagree on and that lie
+// within scope (the bridges, devices and parameters a plan touched).
+// Ports, addresses, routes and parameters others changed meanwhile (a
+// VM's tap port, an unrelated interface's address) stay as they are.
+func RestoreChanged(ctx context.Context, d Deps, before, after Snapshot, scope Scope) (Result, error) {
+	return restore(ctx, d, before, func(c Change) bool { return changedByUs(c, before, after, scope) })
+}
+
+func restore(ctx context.Context, d Deps, s Snapshot, keep func(Change) bool) (Result, error) {
 	cur, err := TakeSnapshot(ctx, d, s.offloadFeatures())
 	if err != nil {
 		return Result{Changes: []Change{}}, err
 	}
 	cs := planRestore(s, cur)
+	if keep != nil {
+		cs = slices.DeleteFunc(cs, func(c Change) bool { return !keep(c) })
+	}
 	res := Result{InSync: len(cs) == 0, Changes: cs}
 	if len(cs) == 0 {
 		res.Changes = []Change{}
@@ -325,4 +342,107 @@ func onOff(on bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// Scope names what a list of changes touches.
+type Scope struct {
+	Bridges []string `json:"bridges"`
+	// Devices are the bridges' devices, their ports and uplinks.
+	Devices []string `json:"devices"`
+	Sysctls []string `json:"sysctls"`
+}
+
+// scopeOf is the Scope of cs.
+func scopeOf(cs []Change) Scope {
+	var sc Scope
+	addTo := func(list *[]string, v string) {
+		if v != "" && !slices.Contains(*list, v) {
+			*list = append(*list, v)
+		}
+	}
+	for _, c := range cs {
+		addTo(&sc.Bridges, c.Bridge)
+		addTo(&sc.Devices, c.Bridge)
+		addTo(&sc.Devices, c.dev)
+		addTo(&sc.Devices, c.uplink)
+		addTo(&sc.Devices, c.route.Dev)
+		addTo(&sc.Sysctls, c.key)
+		if c.Kind == KindPort {
+			addTo(&sc.Devices, strings.Fields(c.Target)[0])
+		}
+	}
+	return sc
+}
+
+// inScope reports whether restore change c concerns an object within sc.
+func inScope(c Change, sc Scope) bool {
+	switch c.Kind {
+	case KindBridge, KindPort, KindFlows:
+		return slices.Contains(sc.Bridges, c.Bridge)
+	case KindOffload, KindLink, KindAddress:
+		return slices.Contains(sc.Devices, c.dev)
+	case KindRoute:
+		return slices.Contains(sc.Devices, c.route.Dev)
+	case KindSysctl:
+		return c.key == "" || slices.Contains(sc.Sysctls, c.key)
+	}
+	return false
+}
+
+// changedByUs reports whether restore change c puts back an object that
+// is within scope and that before and after disagree on.
+func changedByUs(c Change, before, after Snapshot, sc Scope) bool {
+	inDev := func(dev string) bool { return slices.Contains(sc.Devices, dev) }
+	switch c.Kind {
+	case KindBridge:
+		if !slices.Contains(sc.Bridges, c.Bridge) {
+			return false
+		}
+		wb, had := before.Bridges[c.Bridge]
+		ab, has := after.Bridges[c.Bridge]
+		if had != has {
+			return true
+		}
+		switch strings.TrimPrefix(c.Target, c.Bridge+" ") {
+		case "datapath_type":
+			return wb.DatapathType != ab.DatapathType
+		case "fail_mode":
+			return wb.FailMode != ab.FailMode
+		case "other_config":
+			return !maps.Equal(wb.OtherConfig, ab.OtherConfig)
+		case "external_ids":
+			return !maps.Equal(wb.ExternalIDs, ab.ExternalIDs)
+		}
+		return false
+	case KindPort:
+		if !slices.Contains(sc.Bridges, c.Bridge) {
+			return false
+		}
+		wp, had := before.Bridges[c.Bridge].Ports[c.Target]
+		ap, has := after.Bridges[c.Bridge].Ports[c.Target]
+		return had != has || wp.Type != ap.Type || wp.Tag != ap.Tag || !maps.Equal(wp.ExternalIDs, ap.ExternalIDs)
+	case KindFlows:
+		_, had := before.Bridges[c.Bridge]
+		_, has := after.Bridges[c.Bridge]
+		return slices.Contains(sc.Bridges, c.Bridge) && (had != has || !slices.Equal(before.Flows[c.Bridge], after.Flows[c.Bridge]))
+	case KindOffload:
+		for f := range c.offload {
+			if inDev(c.dev) && before.Offloads[c.dev][f].On != after.Offloads[c.dev][f].On {
+				return true
+			}
+		}
+		return false
+	case KindLink:
+		return inDev(c.dev) && before.Links[c.dev].Up != after.Links[c.dev].Up
+	case KindAddress:
+		return inDev(c.dev) && slices.Contains(before.Links[c.dev].Addrs, c.addr) != slices.Contains(after.Links[c.dev].Addrs, c.addr)
+	case KindRoute:
+		return inDev(c.route.Dev) && slices.Contains(before.Routes, c.route) != slices.Contains(after.Routes, c.route)
+	case KindSysctl:
+		if c.key == "" { // the ghostbridge records on the root record
+			return !maps.Equal(onlyOurs(before.RootIDs), onlyOurs(after.RootIDs))
+		}
+		return slices.Contains(sc.Sysctls, c.key) && before.Sysctl[c.key] != after.Sysctl[c.key]
+	}
+	return false
 }

@@ -70,6 +70,23 @@ type tryState struct {
 	Version int `json:"version"`
 	TryInfo
 	Snapshot Snapshot `json:"snapshot"`
+	// After is the host just after the try applied its changes, and
+	// Scope what its plan touched: a rollback undoes only what differs
+	// between Snapshot and After within Scope, so changes others made
+	// while the try waited stay. Nil while the changes are being
+	// applied: a rollback then restores Snapshot within Scope.
+	After *Snapshot `json:"after,omitempty"`
+	Scope Scope     `json:"scope"`
+}
+
+// rollback restores what st recorded.
+func (st tryState) rollback(ctx context.Context, d Deps) (Result, error) {
+	if st.After == nil {
+		// The try died while applying: everything within scope that
+		// differs from before is its doing or a half-made change.
+		return restore(ctx, d, st.Snapshot, func(c Change) bool { return inScope(c, st.Scope) })
+	}
+	return RestoreChanged(ctx, d, st.Snapshot, *st.After, st.Scope)
 }
 
 // TryOptions adjust Try.
@@ -83,6 +100,11 @@ type TryOptions struct {
 	OnChange func(Change)
 	// OnWaiting is called once the changes are applied and Try waits.
 	OnWaiting func(Result, TryInfo)
+	// OnRecorded is called once the state file is written and before
+	// anything changes; the command starts its Watchdog process here,
+	// so a rollback happens even when this process dies. An error
+	// aborts the try with nothing changed.
+	OnRecorded func(TryInfo) error
 	// Now is the clock for the recorded times; nil: time.Now.
 	Now func() time.Time
 }
@@ -142,7 +164,7 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 		return res, fmt.Errorf("record the state before changing it: %w", err)
 	}
 	start := now()
-	st := tryState{Version: tryVersion, TryInfo: TryInfo{PID: os.Getpid(), Started: start.UTC(), Deadline: start.Add(opts.Timeout).UTC(), Waiting: true, Path: statePath}, Snapshot: before}
+	st := tryState{Version: tryVersion, TryInfo: TryInfo{PID: os.Getpid(), Started: start.UTC(), Deadline: start.Add(opts.Timeout).UTC(), Waiting: true, Path: statePath}, Snapshot: before, Scope: scopeOf(cs)}
 	if err := writeFileAtomic(statePath, st); err != nil {
 		return res, err
 	}
@@ -158,11 +180,27 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 	if err := os.Chmod(sockPath, 0o600); err != nil {
 		return res, errors.Join(fmt.Errorf("socket %s: %w", sockPath, err), os.Remove(statePath))
 	}
+	if opts.OnRecorded != nil {
+		if err := opts.OnRecorded(st.TryInfo); err != nil {
+			return res, errors.Join(err, os.Remove(statePath))
+		}
+	}
 
 	if err := applyAll(ctx, d, cs, opts.OnChange, before); err != nil {
 		return res, errors.Join(err, os.Remove(statePath))
 	}
 	res.Applied = true
+	after, err := TakeSnapshot(ctx, d, before.offloadFeatures())
+	if err == nil {
+		st.After = &after
+		err = writeFileAtomic(statePath, st)
+	}
+	if err != nil {
+		// Without a record of what the try changed, the rollback
+		// cannot be told from others' changes later: undo it now.
+		_, rerr := st.rollback(context.WithoutCancel(ctx), d)
+		return res, errors.Join(fmt.Errorf("record the applied state: %w", err), rerr, os.Remove(statePath))
+	}
 	if opts.OnWaiting != nil {
 		opts.OnWaiting(res.Result, st.TryInfo)
 	}
@@ -191,7 +229,7 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 	}
 	// Refuse confirmations from now on: the answer is rollback.
 	_ = ln.Close()
-	restored, err := Restore(context.WithoutCancel(ctx), d, before)
+	restored, err := st.rollback(context.WithoutCancel(ctx), d)
 	res.Restored = restored.Changes
 	if err != nil {
 		// The state file stays, so `net try --rollback` can finish.
@@ -205,6 +243,52 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 		return res, fmt.Errorf("no 'net confirm' within %s: %w to the previous state", opts.Timeout, ErrRolledBack)
 	}
 	return res, fmt.Errorf("interrupted before 'net confirm': %w to the previous state", ErrRolledBack)
+}
+
+// watchdogGrace is how long after the deadline a Watchdog leaves the
+// try process to roll back by itself.
+const watchdogGrace = time.Second
+
+// Watchdog guards the try in dir whose deadline is deadline from the
+// death of its process: it returns as soon as that try is confirmed or
+// rolled back, and once the deadline has passed and the try process is
+// gone without either, it rolls the try back like Rollback. While the try
+// process lives it only waits: that process rolls back by itself. It is
+// meant to run in its own session, detached from the terminal the try
+// was started from.
+func Watchdog(ctx context.Context, d Deps, dir string, deadline time.Time, onChange func(Change)) (Result, error) {
+	res := Result{Changes: []Change{}}
+	path := filepath.Join(dir, tryStateFile)
+	for {
+		st, err := readTry(path)
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && !st.Deadline.Equal(deadline)) {
+			return res, nil // confirmed, rolled back, or another try's
+		}
+		if err != nil {
+			return res, err
+		}
+		left := time.Until(deadline.Add(watchdogGrace))
+		if left <= 0 {
+			lock, err := lockTry(dir)
+			if err == nil {
+				lock.Close()
+				res, err := Rollback(ctx, d, dir, onChange)
+				if errors.Is(err, ErrNoTry) {
+					return res, nil
+				}
+				return res, err
+			}
+			if !errors.Is(err, ErrTryPending) {
+				return res, err
+			}
+			left = 0 // the try process lives and is rolling back
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(min(max(left, 100*time.Millisecond), time.Second)):
+		}
+	}
 }
 
 // acceptConfirms passes on each connection that asks to confirm.
@@ -298,7 +382,7 @@ func Rollback(ctx context.Context, d Deps, dir string, onChange func(Change)) (R
 	if err != nil {
 		return res, err
 	}
-	if res, err = Restore(ctx, d, st.Snapshot); err != nil {
+	if res, err = st.rollback(ctx, d); err != nil {
 		return res, err
 	}
 	for _, c := range res.Changes {

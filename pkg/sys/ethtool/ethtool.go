@@ -11,6 +11,7 @@ package ethtool
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -36,6 +37,10 @@ var Features = map[string][]string{
 
 // ErrUnknownFeature is returned for a short name not in Features.
 var ErrUnknownFeature = errors.New("unknown offload feature")
+
+// ErrNotApplied is wrapped by Set when the device accepted the request
+// but a feature is not in the asked state afterwards.
+var ErrNotApplied = errors.New("the device kept these features as they were")
 
 // State is one short-named feature of an interface.
 type State struct {
@@ -199,7 +204,7 @@ func (c *Client) Set(dev string, want map[string]bool) error {
 	buf := make([]byte, 8+words*8)
 	putU32(buf, 0, unix.ETHTOOL_SFEATURES)
 	putU32(buf, 4, uint32(words))
-	touched := false
+	touched := map[int]bool{} // kernel feature index -> wanted state
 	for s, on := range want {
 		kern, ok := Features[s]
 		if !ok {
@@ -214,15 +219,30 @@ func (c *Client) Set(dev string, want map[string]bool) error {
 			if on {
 				putU32(buf, o+4, getU32(buf, o+4)|1<<(i%32))
 			}
-			touched = true
+			touched[i] = on
 		}
 	}
-	if !touched {
+	if len(touched) == 0 {
 		return nil
 	}
 	c.changes.Add(1)
 	if err := c.ioctl(dev, buf); err != nil {
 		return fmt.Errorf("ethtool %s: set %s: %w", dev, describe(want), err)
+	}
+	// The driver may keep a feature as it was (a dependency such as
+	// TSO needing checksumming, or firmware saying no) and still
+	// return success: read back what it did.
+	if bs, err = c.get(dev, len(names)); err != nil {
+		return err
+	}
+	var stuck []string
+	for _, i := range slices.Sorted(maps.Keys(touched)) {
+		if bit(bs, i, func(b block) uint32 { return b.active }) != touched[i] {
+			stuck = append(stuck, names[i])
+		}
+	}
+	if len(stuck) > 0 {
+		return fmt.Errorf("ethtool %s: set %s: %w: %s", dev, describe(want), ErrNotApplied, strings.Join(stuck, ", "))
 	}
 	return nil
 }

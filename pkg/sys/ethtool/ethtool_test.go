@@ -52,3 +52,25 @@ func TestSetGetAgreesWithEthtool(t *testing.T) {
 		t.Errorf("changes = %d, want 3", c.Changes())
 	}
 }
+
+// TestSetReadsBack: with checksumming off the kernel keeps TSO off
+// whatever is asked, yet the ioctl succeeds; Set must say so.
+func TestSetReadsBack(t *testing.T) {
+	h := testenv.OVS(t)
+	var c *ethtool.Client
+	if err := netdev.Do(h.Handle, func() (err error) { c, err = ethtool.Open(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(h.Uplink, map[string]bool{"tx": false, "tso": false}); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Set(h.Uplink, map[string]bool{"tso": true})
+	if !errors.Is(err, ethtool.ErrNotApplied) {
+		t.Fatalf("tso on without checksumming: %v, want ErrNotApplied", err)
+	}
+	t.Log(err)
+	if err := c.Set(h.Uplink, map[string]bool{"tx": true, "tso": true}); err != nil {
+		t.Errorf("tx and tso on together: %v", err)
+	}
+}

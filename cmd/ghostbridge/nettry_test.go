@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ghostbridge/ghostbridge/internal/testenv"
+	"github.com/ghostbridge/ghostbridge/pkg/netup"
+)
+
+// hostState renders what net try changes on the test host: addresses,
+// routes, bridges, the uplink's offloads and forwarding.
+func hostState(t *testing.T, h *testenv.OVSHost) string {
+	t.Helper()
+	var b strings.Builder
+	for _, argv := range [][]string{
+		{"ip", "-br", "addr"}, {"ip", "route"}, {"ovs-vsctl", "--db=unix:" + h.DB, "list-br"},
+		{"ethtool", "-k", h.Uplink}, {"sysctl", "-n", "net.ipv4.ip_forward"},
+	} {
+		out, err := h.Exec(h.NS, argv...)
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			// ovs-vswitchd's datapath device comes with the first bridge
+			// and stays; netup neither makes nor removes it.
+			if !strings.HasPrefix(l, "ovs-netdev") {
+				b.WriteString(l + "\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+// startTryProcess runs the built binary's net try inside the test host's
+// namespace and returns once it waits for a confirmation.
+func startTryProcess(t *testing.T, h *testenv.OVSHost, cfgFile, stateDir, timeout string) *exec.Cmd {
+	t.Helper()
+	bin := builtBinary(t)
+	cmd := exec.Command("ip", "netns", "exec", h.NS, bin, "--config", cfgFile, "net", "try",
+		"--timeout", timeout, "--state-dir", stateDir, "--format", "json")
+	cmd.Env = append(cleanEnv(), "GHOSTBRIDGE_NET_OVSDB_SOCKET="+h.DB)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"type":"waiting"`) {
+			go func() { _, _ = bufio.NewReader(out).WriteTo(discard{}) }()
+			return cmd
+		}
+	}
+	_ = cmd.Wait()
+	t.Fatalf("net try never waited: %s", stderr.String())
+	return nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestNetTryProcessHangupAndKill: a try process survives SIGHUP (the SSH
+// session dropping) and can still be confirmed; killed with SIGKILL, its
+// detached watchdog rolls the host back at the deadline.
+func TestNetTryProcessHangupAndKill(t *testing.T) {
+	h := testenv.OVS(t)
+	cfgFile := filepath.Join(t.TempDir(), "config.toml")
+	writeHostConfig(t, cfgFile, h, "uplink0")
+	stateDir := filepath.Join(t.TempDir(), "net")
+	before := hostState(t, h)
+
+	// SIGKILL: nothing of the try process is left to roll back.
+	cmd := startTryProcess(t, h, cfgFile, stateDir, "3s")
+	if hostState(t, h) == before {
+		t.Fatal("net try changed nothing")
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	statePath := filepath.Join(stateDir, "try.json")
+	for i := 0; ; i++ {
+		if _, err := os.Stat(statePath); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if i == 600 {
+			t.Fatalf("no rollback within a minute of the deadline: %s still there", statePath)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := hostState(t, h); got != before {
+		t.Errorf("after the watchdog's rollback:\n%s\nwant:\n%s", got, before)
+	}
+
+	// SIGHUP: the try keeps waiting, and a confirmation still reaches it.
+	cmd = startTryProcess(t, h, cfgFile, stateDir, "10m")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.Exec(h.NS, builtBinary(t), "net", "confirm", "--state-dir", stateDir, "--format", "json")
+	var cr netup.ConfirmResult
+	if err != nil || json.Unmarshal([]byte(out), &cr) != nil || !cr.Confirmed || cr.Orphaned {
+		t.Errorf("confirm after SIGHUP: %v %s (orphaned: the try died of SIGHUP)", err, out)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("try after SIGHUP and confirm: %v", err)
+	}
+	if hostState(t, h) == before {
+		t.Error("confirmed try did not keep its changes")
+	}
+}
+
+// TestNetConfigRefusedOneLine: a guard on a standalone bridge and a route
+// whose gateway is of the other IP family are configuration errors: exit
+// 2 and one line, before anything is touched.
+func TestNetConfigRefusedOneLine(t *testing.T) {
+	for name, c := range map[string]struct{ bridge, want string }{
+		"guard standalone": {`fail_mode = "standalone"
+guard = true`, `guard = true needs fail_mode = "secure"`},
+		"route family": {`fail_mode = "secure"
+routes = [{ to = "2001:db8::/32", via = "203.0.113.1" }]`, "the gateway is IPv4, the destination IPv6"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "config.toml")
+			cfg := "[net]\n\n[[net.bridges]]\nname = \"ovsbr0\"\nuplink = \"eth0\"\naddresses = [\"203.0.113.10/24\"]\n" + c.bridge + "\n"
+			if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := runCLI(t, nil, "--config", file, "net", "up")
+			if r.code != exitUsage || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("exit %d, stderr %q: want exit 2 and one line with %q", r.code, r.stderr, c.want)
+			}
+		})
+	}
+}
