@@ -28,7 +28,9 @@ const exitCodesHelp = `Exit codes:
        "snap run" already holds the database lock; "net try" rolled
        back because "net confirm" did not come in time or it was
        interrupted; "net up"/"net try" refused while a "net try" is
-       unconfirmed; "net confirm" with no try pending)
+       unconfirmed; "net confirm" with no try pending; "net down"
+       refused because a bridge still has ports ghostbridge did not
+       create)
   2    usage or configuration error (unknown flag or command, bad argument
        such as a height not in the chain, invalid config key or value,
        missing config file named by --config, database missing, not
@@ -38,7 +40,8 @@ const exitCodesHelp = `Exit codes:
        overwrite, "chain prove" before any checkpoint was signed, a
        Qdrant collection whose vector size or distance differs from the
        config, a [net] desired state naming a missing NIC, overlapping
-       addresses or a flow Open vSwitch rejects, a vm spec refused or a
+       addresses, uplink addresses the bridge does not declare or a
+       flow Open vSwitch rejects, a vm spec refused or a
        vm that does not exist or that ghostbridge did not create)
   3    a check failed (chain verify found a mismatch; a checkpoint or
        proof bundle did not verify; "chain checkpoint" found the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -89,6 +90,9 @@ when changes are pending.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a.warnPendingTry(opts)
 			res, err := runNet(cmd.Context(), a, func(ctx context.Context, d netup.Deps, cfg netup.Config) (netup.Result, error) {
+				for _, w := range cfg.Warnings() {
+					fmt.Fprintf(a.IO.ErrOut, "Warning: %s\n", w)
+				}
 				return netup.Up(ctx, d, cfg, netup.Options{DryRun: true})
 			})
 			if err != nil {
@@ -130,7 +134,7 @@ while a "net try" is unconfirmed.`,
 }
 
 func newNetDownCmd(a *App, opts *netOptions) *cobra.Command {
-	var dryRun bool
+	var dryRun, force bool
 	cmd := &cobra.Command{
 		Use:   "down",
 		Short: "Remove what net up created and restore the uplink",
@@ -138,13 +142,22 @@ func newNetDownCmd(a *App, opts *netOptions) *cobra.Command {
 the ports it added to other bridges, after giving each uplink back the
 addresses, routes and offloads it had before, and put back the forwarding
 settings "net up" changed. A "net try" whose process died unconfirmed is
-rolled back first. Nothing else is touched.`,
+rolled back first. Nothing else is touched.
+
+A bridge that still has ports ghostbridge did not create (a VM's vnet0) is
+not deleted: the command fails naming them, unless --force. It works from
+the OVS records and the try state alone, so a broken [net] configuration
+does not block it; the OVSDB socket is GHOSTBRIDGE_NET_OVSDB_SOCKET, else
+net.ovsdb_socket if the configuration file still yields it, else the default.`,
 		Example: `  ghostbridge net down --dry-run
   ghostbridge net down`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{annotSkipConfig: "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := runNet(cmd.Context(), a, func(ctx context.Context, d netup.Deps, _ netup.Config) (netup.Result, error) {
-				return netup.Down(ctx, d, netup.Options{DryRun: dryRun, StateDir: opts.StateDir})
+			var res netup.Result
+			err := a.withNetDeps(cmd, func(d netup.Deps) (err error) {
+				res, err = netup.Down(cmd.Context(), d, netup.Options{DryRun: dryRun, Force: force, StateDir: opts.StateDir})
+				return err
 			})
 			if err != nil {
 				return err
@@ -157,6 +170,7 @@ rolled back first. Nothing else is touched.`,
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be removed without changing anything")
+	cmd.Flags().BoolVar(&force, "force", false, "delete a bridge even when it has ports ghostbridge did not create")
 	return cmd
 }
 
@@ -178,9 +192,38 @@ func (a *App) withNet(ctx context.Context, fn func(netup.Deps, netup.Config) err
 	if len(ps) > 0 {
 		return &ConfigError{Problems: ps}
 	}
-	o := ovs.New(n.OVSDBSocket)
+	return a.openNet(ctx, n.OVSDBSocket, func(d netup.Deps) error { return fn(d, cfg) })
+}
+
+// withNetDeps opens the system adapters without needing a valid
+// configuration: "net down" and a rollback work from the OVS records and
+// the try state, and a broken config file must not block them.
+func (a *App) withNetDeps(cmd *cobra.Command, fn func(netup.Deps) error) error {
+	return a.openNet(cmd.Context(), a.netSocket(cmd), fn)
+}
+
+// netSocket is the OVSDB socket from the environment, else from the
+// configuration as far as it can be read, else the default.
+func (a *App) netSocket(cmd *cobra.Command) string {
+	if p := a.Env(envForKey("net.ovsdb_socket")); p != "" {
+		return p
+	}
+	if src, err := a.configFile(cmd); err == nil {
+		lc, err := a.loadConfig(cmd, src, true)
+		if err != nil {
+			a.log.Warn("configuration unusable; net down and rollback go on without it", "err", err)
+		}
+		if p := lc.Config.Net.OVSDBSocket; filepath.IsAbs(p) {
+			return p
+		}
+	}
+	return ovs.DefaultDB
+}
+
+func (a *App) openNet(ctx context.Context, socket string, fn func(netup.Deps) error) (err error) {
+	o := ovs.New(socket)
 	if err := o.Ping(ctx); err != nil {
-		return fmt.Errorf("open vswitch at %s: %w", n.OVSDBSocket, err)
+		return fmt.Errorf("open vswitch at %s: %w", socket, err)
 	}
 	nl, err := netdev.Open()
 	if err != nil {
@@ -192,7 +235,7 @@ func (a *App) withNet(ctx context.Context, fn func(netup.Deps, netup.Config) err
 		return err
 	}
 	defer func() { err = errors.Join(err, eth.Close()) }()
-	return fn(netup.Deps{OVS: o, Links: nl, Offloads: eth, Sysctl: sysctl.Proc{}, Logger: a.log}, cfg)
+	return fn(netup.Deps{OVS: o, Links: nl, Offloads: eth, Sysctl: sysctl.Proc{}, Logger: a.log})
 }
 
 func (a *App) printNetResult(res netup.Result, verb string) error {
@@ -215,4 +258,22 @@ func (a *App) printNetResult(res netup.Result, verb string) error {
 	}
 	_, err := io.WriteString(a.IO.Out, b.String())
 	return err
+}
+
+// loadCommandConfig loads and validates the configuration the way preRun
+// does for a command without annotSkipConfig: for "net try", which skips
+// it so that its --rollback works with a broken configuration.
+func (a *App) loadCommandConfig(cmd *cobra.Command) error {
+	src, err := a.configFile(cmd)
+	if err != nil {
+		return err
+	}
+	lc, err := a.loadConfig(cmd, src, true)
+	if err != nil {
+		return err
+	}
+	a.conf = lc
+	a.log = newLogger(a.IO.ErrOut, lc.Config.Log.Level, lc.Config.Log.Format, a.Env("JOURNAL_STREAM") != "")
+	a.log.Debug("configuration loaded", "file", lc.File)
+	return nil
 }

@@ -82,15 +82,21 @@ with the changes once they are applied, and {"type":"result"} at the end.`,
   ghostbridge net confirm
   ghostbridge net try --rollback`,
 		Args: cobra.NoArgs,
+		// A rollback must work with a broken configuration: the try
+		// itself loads it below.
+		Annotations: map[string]string{annotSkipConfig: "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.RollbackAt != "" {
-				return runNetWatchdog(cmd.Context(), a, opts)
+				return runNetWatchdog(cmd, a, opts)
 			}
 			if opts.Rollback {
-				return runNetRollback(cmd.Context(), a, opts)
+				return runNetRollback(cmd, a, opts)
 			}
 			if opts.Timeout <= 0 {
 				return usageErrorf(fmt.Errorf("--timeout %s: want a positive duration such as 120s", opts.Timeout))
+			}
+			if err := a.loadCommandConfig(cmd); err != nil {
+				return err
 			}
 			return runNetTry(cmd.Context(), a, opts)
 		},
@@ -163,21 +169,23 @@ func (a *App) printTryResult(res netup.TryResult) error {
 }
 
 // runNetWatchdog is the detached process spawnTryWatchdog starts.
-func runNetWatchdog(ctx context.Context, a *App, opts *netTryOptions) error {
+func runNetWatchdog(cmd *cobra.Command, a *App, opts *netTryOptions) error {
 	deadline, err := time.Parse(time.RFC3339Nano, opts.RollbackAt)
 	if err != nil {
 		return usageErrorf(fmt.Errorf("--rollback-at %q: want an RFC 3339 time", opts.RollbackAt))
 	}
 	signal.Ignore(syscall.SIGHUP)
-	_, err = runNet(ctx, a, func(ctx context.Context, d netup.Deps, _ netup.Config) (netup.Result, error) {
-		return netup.Watchdog(ctx, d, opts.StateDir, deadline, nil)
+	return a.withNetDeps(cmd, func(d netup.Deps) error {
+		_, err := netup.Watchdog(cmd.Context(), d, opts.StateDir, deadline, nil)
+		return err
 	})
-	return err
 }
 
-func runNetRollback(ctx context.Context, a *App, opts *netTryOptions) error {
-	res, err := runNet(ctx, a, func(ctx context.Context, d netup.Deps, _ netup.Config) (netup.Result, error) {
-		return netup.Rollback(ctx, d, opts.StateDir, nil)
+func runNetRollback(cmd *cobra.Command, a *App, opts *netTryOptions) error {
+	var res netup.Result
+	err := a.withNetDeps(cmd, func(d netup.Deps) (err error) {
+		res, err = netup.Rollback(cmd.Context(), d, opts.StateDir, nil)
+		return err
 	})
 	if err != nil {
 		return err

@@ -29,6 +29,9 @@ type Options struct {
 	DryRun bool
 	// OnChange is called after each change is applied.
 	OnChange func(Change)
+	// Force lets Down delete a bridge it created that still has ports
+	// it did not create (a VM's tap device), detaching them.
+	Force bool
 	// StateDir holds the state of `net try` (see Try). Up refuses to run
 	// while a try is unconfirmed there; Down rolls such a try back
 	// first. Empty: no try state is consulted.
@@ -58,7 +61,40 @@ func Prepare(ctx context.Context, d Deps, cfg Config) ([]Change, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkUplinkAddrs(ts, st); err != nil {
+		return nil, err
+	}
 	return plan(cfg, ts, st), nil
+}
+
+// checkUplinkAddrs refuses an uplink that carries addresses its bridge
+// does not declare: once the NIC is a bridge port they stop working (an
+// undeclared IPv6 address an SSH session uses would be cut), and Down
+// could not give them back. IPv6 link-local addresses stay on the NIC.
+func checkUplinkAddrs(ts []target, st State) error {
+	for _, t := range ts {
+		if t.uplink == "" {
+			continue
+		}
+		var extra []string
+		for _, a := range st.Links[t.uplink].Addrs {
+			if !isLinkLocal(a) && !slices.Contains(t.Addresses, a) {
+				extra = append(extra, a.String())
+			}
+		}
+		if len(extra) > 0 {
+			return invalid("bridge %s: uplink %s carries %s, not in the bridge's addresses; list %s in addresses so it moves to the bridge (or remove it from %s)",
+				t.Name, t.uplink, strings.Join(extra, ", "), plural(len(extra), "it", "them"), t.uplink)
+		}
+	}
+	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // Up converges the host to cfg, changing only what differs. When a step
@@ -97,12 +133,51 @@ func Down(ctx context.Context, d Deps, opts Options) (Result, error) {
 	if err != nil {
 		return Result{Changes: rolled}, err
 	}
+	if !opts.Force {
+		if err := foreignPorts(st); err != nil {
+			return Result{Changes: append([]Change{}, rolled...)}, err
+		}
+	}
 	res, err := execute(ctx, d, planDown(st), opts)
 	if len(rolled) > 0 {
 		res.Changes = append(rolled, res.Changes...)
 		res.InSync, res.Applied = false, true
 	}
 	return res, err
+}
+
+// ForeignPortsError is Down refusing to delete a bridge it created that
+// still has ports it did not create: deleting the bridge would cut them
+// off (a running VM's network, say).
+type ForeignPortsError struct {
+	Bridge string   `json:"bridge"`
+	Ports  []string `json:"ports"`
+}
+
+func (e *ForeignPortsError) Error() string {
+	return fmt.Sprintf("bridge %s has %s ghostbridge did not create: %s; detach %s first, or use --force to delete the bridge with %s",
+		e.Bridge, plural(len(e.Ports), "a port", "ports"), strings.Join(e.Ports, ", "), plural(len(e.Ports), "it", "them"), plural(len(e.Ports), "it", "them"))
+}
+
+// foreignPorts finds the first bridge Down would delete that holds ports
+// netup did not add.
+func foreignPorts(st State) error {
+	for _, name := range sortedKeys(st.Bridges) {
+		b := st.Bridges[name]
+		if b.ExternalIDs[idOwner] != idOwnerValue {
+			continue
+		}
+		var foreign []string
+		for _, pn := range sortedKeys(b.Ports) {
+			if pn != name && b.Ports[pn].ExternalIDs[idOwner] != idOwnerValue {
+				foreign = append(foreign, pn)
+			}
+		}
+		if len(foreign) > 0 {
+			return &ForeignPortsError{Bridge: name, Ports: foreign}
+		}
+	}
+	return nil
 }
 
 func observeDown(ctx context.Context, d Deps) (State, error) {

@@ -245,3 +245,16 @@ func family(a netip.Addr) string {
 func invalid(format string, a ...any) error {
 	return &ValidationError{Problems: []string{fmt.Sprintf(format, a...)}}
 }
+
+// Warnings lists what is valid but probably not meant: a bridge with an
+// uplink and no guard switches every frame, foreign source MACs and
+// internal broadcasts included, onto the provider's wire.
+func (c Config) Warnings() []string {
+	var ws []string
+	for _, b := range c.Bridges {
+		if b.Uplink != "" && !b.Guard {
+			ws = append(ws, fmt.Sprintf("bridge %s: guard = false: uplink %s gets NORMAL switching, so foreign source MACs and broadcasts from internal ports reach the provider", b.Name, b.Uplink))
+		}
+	}
+	return ws
+}

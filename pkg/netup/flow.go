@@ -99,7 +99,17 @@ func guardFlows(uplink int, hostMAC string, allow []string, custom []string) []s
 		fmt.Sprintf("priority=%d,in_port=LOCAL,dl_src=%s,actions=NORMAL", prioHost, canonMAC(hostMAC)),
 	}
 	for _, m := range allow {
-		flows = append(flows, fmt.Sprintf("priority=%d,dl_src=%s,actions=NORMAL", prioAllowed, canonMAC(m)))
+		// An allowed MAC may send unicast, and the broadcast and
+		// multicast that address resolution needs (ARP, IPv6 router and
+		// neighbour solicitation and advertisement); its other
+		// broadcasts and multicasts stay off the provider's wire.
+		src := "dl_src=" + canonMAC(m)
+		flows = append(flows,
+			fmt.Sprintf("priority=%d,%s,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00,actions=NORMAL", prioAllowed, src),
+			fmt.Sprintf("priority=%d,arp,%s,actions=NORMAL", prioAllowed, src))
+		for typ := 133; typ <= 136; typ++ {
+			flows = append(flows, fmt.Sprintf("priority=%d,icmp6,%s,icmp_type=%d,actions=NORMAL", prioAllowed, src, typ))
+		}
 	}
 	flows = append(flows, fmt.Sprintf("priority=%d,actions=drop", prioDrop))
 	return append(flows, custom...)

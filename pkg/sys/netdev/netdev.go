@@ -215,14 +215,21 @@ func (h *Handle) SetDown(dev string) error {
 	return nil
 }
 
-// AddAddr adds an address to a link.
+// AddAddr adds an address to a link. An IPv6 address is added without
+// duplicate address detection (IFA_F_NODAD): it is the host's own address
+// moving between its devices, and DAD would leave it tentative, unusable
+// for a second or more, right when traffic moves over.
 func (h *Handle) AddAddr(dev string, p netip.Prefix) error {
 	l, err := h.link(dev)
 	if err != nil {
 		return err
 	}
+	a := &netlink.Addr{IPNet: ipNet(p)}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
 	h.changes.Add(1)
-	if err := h.h.AddrAdd(l, &netlink.Addr{IPNet: ipNet(p)}); err != nil {
+	if err := h.h.AddrAdd(l, a); err != nil {
 		return fmt.Errorf("address %s on %s: %w", p, dev, err)
 	}
 	return nil
