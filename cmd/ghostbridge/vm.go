@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -59,8 +60,9 @@ func (a *App) withVM(ctx context.Context, withSwitch bool, fn func(vm.Deps) erro
 
 type vmCreateOptions struct {
 	Profile, Memory, Disk, Pool string
+	Base, Hostname, UserData    string
 	VCPUs                       int
-	NICs, HostDevs              []string
+	NICs, HostDevs, SSHKeys     []string
 	UEFI, Autostart, Start      bool
 	PrintXML                    bool
 }
@@ -76,11 +78,19 @@ volume NAME.qcow2 must be free, every bridge must exist in Open vSwitch,
 vCPUs and memory must fit the host, and each --hostdev must exist with the
 IOMMU on. If a later step fails, what this run made is removed.
 
+With --base, the disk is a qcow2 copy-on-write overlay on that volume of
+the pool (--disk sizes the overlay); the base is never written. With
+--hostname, --ssh-key or --user-data, a cloud-init NoCloud seed (an ISO
+labelled cidata holding user-data and meta-data) is made as volume
+NAME-cidata.iso and attached as a CD-ROM; "vm delete --remove-storage"
+removes it with the disk.
+
 Each NIC gets a MAC derived from the name and NIC index (locally
 administered), so re-creating a guest keeps its addresses.`,
 		Example: `  ghostbridge vm create web --vcpus 2 --memory 2GiB --disk 20GiB --nic ovsbr0 --nic ovsbr1:100 --start
   ghostbridge vm create gpu1 --profile gpu --hostdev 0000:01:00.0 --uefi --autostart
-  ghostbridge vm create web --nic ovsbr1 --print-xml > web.xml`,
+  ghostbridge vm create web --nic ovsbr1 --print-xml > web.xml
+  ghostbridge vm create app --base debian-12.qcow2 --disk 20GiB --nic ovsbr1 --hostname app --ssh-key ~/.ssh/id_ed25519.pub --start`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runVMCreate(cmd, a, o, args[0])
@@ -91,7 +101,11 @@ administered), so re-creating a guest keeps its addresses.`,
 	f.IntVar(&o.VCPUs, "vcpus", 0, "virtual CPUs (default 1, or the profile's)")
 	f.StringVar(&o.Memory, "memory", "", "memory `SIZE`, e.g. 512MiB or 2GiB (default 1GiB, or the profile's)")
 	f.StringVar(&o.Disk, "disk", "", "size of a new qcow2 volume, e.g. 20GiB (default: no disk, or the profile's)")
-	f.StringVar(&o.Pool, "pool", "", "storage pool for the volume (default vm.pool)")
+	f.StringVar(&o.Pool, "pool", "", "storage pool for the volumes (default vm.pool)")
+	f.StringVar(&o.Base, "base", "", "make the disk a copy-on-write overlay on the pool's `VOLUME`")
+	f.StringVar(&o.Hostname, "hostname", "", "cloud-init hostname (default: the guest name when a seed is made)")
+	f.StringArrayVar(&o.SSHKeys, "ssh-key", nil, "cloud-init authorized keys from the public key `FILE` (repeatable)")
+	f.StringVar(&o.UserData, "user-data", "", "cloud-init user-data `FILE`, used as is")
 	f.StringArrayVar(&o.NICs, "nic", nil, "NIC on an OVS bridge: `BRIDGE` or BRIDGE:VLAN (repeatable)")
 	f.StringArrayVar(&o.HostDevs, "hostdev", nil, "pass the PCI device `ADDRESS` through, e.g. 0000:01:00.0 (repeatable)")
 	f.BoolVar(&o.UEFI, "uefi", false, "boot with UEFI firmware")
@@ -164,6 +178,10 @@ func (a *App) vmSpec(cmd *cobra.Command, o *vmCreateOptions, name string) (vm.Sp
 	}
 	s.UEFI = s.UEFI || o.UEFI
 	s.Autostart, s.Start = o.Autostart, o.Start
+	s.Base = o.Base
+	if s.CloudInit, err = readCloudInit(o); err != nil {
+		return s, err
+	}
 	return s, s.Validate()
 }
 
@@ -216,6 +234,38 @@ func runVMCreate(cmd *cobra.Command, a *App, o *vmCreateOptions, name string) er
 		_, err = fmt.Fprint(a.IO.Out, b.String())
 		return err
 	})
+}
+
+// readCloudInit reads the key and user-data files named by the flags.
+func readCloudInit(o *vmCreateOptions) (vm.CloudInit, error) {
+	c := vm.CloudInit{Hostname: o.Hostname}
+	for _, path := range o.SSHKeys {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("%w: --ssh-key: %w", vm.ErrInvalidConfig, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if err := vm.ValidSSHKey(line); err != nil {
+				return c, fmt.Errorf("--ssh-key %s: %w", path, err)
+			}
+			c.SSHKeys = append(c.SSHKeys, line)
+		}
+	}
+	if o.UserData != "" {
+		b, err := os.ReadFile(o.UserData)
+		if err != nil {
+			return c, fmt.Errorf("%w: --user-data: %w", vm.ErrInvalidConfig, err)
+		}
+		if len(b) == 0 {
+			return c, fmt.Errorf("%w: --user-data %s is empty", vm.ErrInvalidConfig, o.UserData)
+		}
+		c.UserData = b
+	}
+	return c, nil
 }
 
 func vlanSuffix(v int) string {

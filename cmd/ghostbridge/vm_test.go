@@ -13,6 +13,28 @@ func TestGoldenVMPrintXML(t *testing.T) {
 	checkGolden(t, "vm-create-print-xml.txt", args, runCLI(t, nil, args...), scrubber{})
 }
 
+// TestGoldenVMPrintXMLSeed pins the CD-ROM and metadata a cloud-init seed
+// and a copy-on-write base add to the domain XML.
+func TestGoldenVMPrintXMLSeed(t *testing.T) {
+	args := []string{"vm", "create", "app", "--base", "debian-12.qcow2", "--disk", "20GiB", "--nic", "ovsbr1", "--hostname", "app", "--ssh-key", "../../testdata/vm/id_test.pub", "--print-xml"}
+	checkGolden(t, "vm-create-seed-print-xml.txt", args, runCLI(t, nil, args...), scrubber{})
+}
+
+func TestVMSeedBadInput(t *testing.T) {
+	for what, args := range map[string][]string{
+		"private key":  {"vm", "create", "x", "--nic", "ovsbr0", "--ssh-key", "../../testdata/vm/id_test_private", "--print-xml"},
+		"missing key":  {"vm", "create", "x", "--nic", "ovsbr0", "--ssh-key", "../../testdata/vm/nosuch.pub", "--print-xml"},
+		"bad hostname": {"vm", "create", "x", "--nic", "ovsbr0", "--hostname", "a_b", "--print-xml"},
+		"base no disk": {"vm", "create", "x", "--nic", "ovsbr0", "--base", "debian.qcow2", "--print-xml"},
+		"no user-data": {"vm", "create", "x", "--nic", "ovsbr0", "--user-data", "../../testdata/vm/nosuch", "--print-xml"},
+	} {
+		r := runCLI(t, nil, args...)
+		if r.code != 2 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "Error: ") || r.stdout != "" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 2 and one error line", what, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
 // TestVMCLI drives the vm commands against a real libvirtd (test driver)
 // and a real Open vSwitch, and checks bad input exits 2 on one line with
 // nothing defined.

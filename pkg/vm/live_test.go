@@ -316,3 +316,60 @@ func TestHostdevDefined(t *testing.T) {
 }
 
 func regexpMatch(s, re string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// TestOverlayAndSeedOnTestDriver checks --base makes the disk a qcow2
+// overlay whose volume XML names the base as its backing store, and that
+// a cloud-init seed the driver cannot take (the test driver has no volume
+// upload) fails the create with nothing left behind.
+func TestOverlayAndSeedOnTestDriver(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	if err := e.conn.CreateVolume(ctx, testPool, "debian-base.qcow2", 2<<30, ""); err != nil {
+		t.Fatal(err)
+	}
+	s := spec("cow")
+	s.Base = "debian-base.qcow2"
+	s.Disk = 4 << 30
+	res, err := vm.Create(ctx, e.deps, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Volumes) != 1 || res.Volumes[0].Name != "cow.qcow2" {
+		t.Errorf("volumes = %+v", res.Volumes)
+	}
+	x, err := e.conn.VolumeXML(ctx, testPool, "cow.qcow2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, must := range []string{"<backingStore>", "<path>/default-pool/debian-base.qcow2</path>", "<format type='qcow2'/>", "<capacity unit='bytes'>4294967296</capacity>"} {
+		if !strings.Contains(x, must) {
+			t.Errorf("overlay volume XML lacks %s:\n%s", must, x)
+		}
+	}
+	r, err := vm.Delete(ctx, e.deps, "cow", true)
+	if err != nil || len(r.RemovedVolumes) != 1 {
+		t.Fatalf("delete: %+v, %v", r, err)
+	}
+	if vols := e.volumes(t); !strings.Contains(vols, "debian-base.qcow2") || strings.Contains(vols, "cow.qcow2") {
+		t.Errorf("delete --remove-storage must keep the base and remove the overlay:\n%s", vols)
+	}
+
+	s = spec("cow2")
+	s.Base = "nosuch.qcow2"
+	if _, err := vm.Create(ctx, e.deps, s); !errors.Is(err, vm.ErrInvalidConfig) || !strings.Contains(err.Error(), "base volume") {
+		t.Errorf("missing base: %v", err)
+	}
+
+	before, vols := e.domains(t), e.volumes(t)
+	s = spec("seeded")
+	s.CloudInit = vm.CloudInit{Hostname: "seeded"}
+	if _, err := vm.Create(ctx, e.deps, s); err == nil || !strings.Contains(err.Error(), "cloud-init seed volume") {
+		t.Fatalf("seed on the test driver: err = %v, want the upload refused", err)
+	}
+	if got := e.domains(t); !slices.Equal(got, before) {
+		t.Errorf("domains left: %v (before %v)", got, before)
+	}
+	if got := e.volumes(t); got != vols {
+		t.Errorf("volumes left:\n%s\nwant\n%s", got, vols)
+	}
+}

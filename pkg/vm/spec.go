@@ -41,8 +41,14 @@ type Spec struct {
 	VCPUs  int    `json:"vcpus"`
 	Memory uint64 `json:"memory_bytes"`
 	// Disk is the size of the new qcow2 volume made in Pool; 0 means no disk.
-	Disk      uint64       `json:"disk_bytes"`
-	Pool      string       `json:"pool"`
+	Disk uint64 `json:"disk_bytes"`
+	// Base, when set, names a volume in Pool the disk is a copy-on-write
+	// overlay on; Disk is then the overlay's size.
+	Base string `json:"base,omitempty"`
+	Pool string `json:"pool"`
+	// CloudInit, when not empty, becomes a NoCloud seed image attached as
+	// a CD-ROM, in a volume made in Pool.
+	CloudInit CloudInit    `json:"cloud_init"`
 	NICs      []NIC        `json:"nics"`
 	UEFI      bool         `json:"uefi"`
 	HostDevs  []PCIAddress `json:"hostdevs"`
@@ -54,6 +60,7 @@ var (
 	domainName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 	bridgeName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,15}$`)
 	poolName   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	hostName   = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 )
 
 // MaxVCPUs bounds vCPUs before the host check, so a typo fails fast.
@@ -82,8 +89,24 @@ func (s Spec) Validate() error {
 	if s.Memory < MinMemory || s.Memory%1024 != 0 {
 		return bad("memory %s: want at least %s in whole KiB", FormatSize(s.Memory), FormatSize(MinMemory))
 	}
-	if s.Disk > 0 && !poolName.MatchString(s.Pool) {
+	if (s.Disk > 0 || !s.CloudInit.Empty()) && !poolName.MatchString(s.Pool) {
 		return bad("pool %q: want a storage pool name", s.Pool)
+	}
+	if s.Base != "" {
+		if s.Disk == 0 {
+			return bad("base %q: give the overlay's size with --disk (at least the base's size)", s.Base)
+		}
+		if !poolName.MatchString(s.Base) || s.Base == VolumeName(s.Name) {
+			return bad("base %q: want the name of another volume in pool %s", s.Base, s.Pool)
+		}
+	}
+	if h := s.CloudInit.Hostname; h != "" && !hostName.MatchString(h) {
+		return bad("hostname %q: want letters, digits and hyphens, dot-separated, up to 253 characters", h)
+	}
+	for i, k := range s.CloudInit.SSHKeys {
+		if err := ValidSSHKey(k); err != nil {
+			return fmt.Errorf("ssh key %d: %w", i+1, err)
+		}
 	}
 	if len(s.NICs) == 0 {
 		return bad("no NIC: want at least one --nic BRIDGE[:VLAN]")

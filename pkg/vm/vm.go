@@ -51,7 +51,11 @@ type Hypervisor interface {
 	Host(ctx context.Context) (HostInfo, error)
 	PoolExists(ctx context.Context, pool string) (bool, error)
 	VolumeExists(ctx context.Context, pool, name string) (bool, error)
-	CreateVolume(ctx context.Context, pool, name string, size uint64) error
+	// CreateVolume makes a qcow2 volume; with backing set (a volume in
+	// the same pool) it is a copy-on-write overlay on it.
+	CreateVolume(ctx context.Context, pool, name string, size uint64, backing string) error
+	// UploadVolume makes a raw volume holding data.
+	UploadVolume(ctx context.Context, pool, name string, data []byte) error
 	DeleteVolume(ctx context.Context, pool, name string) error
 }
 
@@ -107,6 +111,12 @@ func Create(ctx context.Context, d Deps, s Spec) (res CreateResult, err error) {
 	if err != nil {
 		return res, err
 	}
+	var seed []byte
+	if !s.CloudInit.Empty() {
+		if seed, err = BuildSeedISO(SeedLabel, SeedFiles(s.Name, s.CloudInit)); err != nil {
+			return res, fmt.Errorf("vm %s: cloud-init seed: %w", s.Name, err)
+		}
+	}
 	log := d.log().With("vm", s.Name)
 	var undo []func() error
 	defer func() {
@@ -123,10 +133,19 @@ func Create(ctx context.Context, d Deps, s Spec) (res CreateResult, err error) {
 	}()
 	if s.Disk > 0 {
 		vol := VolumeName(s.Name)
-		if err := d.Hyp.CreateVolume(ctx, s.Pool, vol, s.Disk); err != nil {
+		if err := d.Hyp.CreateVolume(ctx, s.Pool, vol, s.Disk, s.Base); err != nil {
 			return res, fmt.Errorf("vm %s: create volume %s/%s: %w", s.Name, s.Pool, vol, err)
 		}
-		log.Info("volume created", "pool", s.Pool, "volume", vol)
+		log.Info("volume created", "pool", s.Pool, "volume", vol, "base", s.Base)
+		undo = append(undo, func() error { return d.Hyp.DeleteVolume(context.WithoutCancel(ctx), s.Pool, vol) })
+		res.Volumes = append(res.Volumes, VolumeRef{Pool: s.Pool, Name: vol})
+	}
+	if seed != nil {
+		vol := SeedVolumeName(s.Name)
+		if err := d.Hyp.UploadVolume(ctx, s.Pool, vol, seed); err != nil {
+			return res, fmt.Errorf("vm %s: cloud-init seed volume %s/%s: %w", s.Name, s.Pool, vol, err)
+		}
+		log.Info("cloud-init seed created", "pool", s.Pool, "volume", vol)
 		undo = append(undo, func() error { return d.Hyp.DeleteVolume(context.WithoutCancel(ctx), s.Pool, vol) })
 		res.Volumes = append(res.Volumes, VolumeRef{Pool: s.Pool, Name: vol})
 	}
@@ -163,7 +182,7 @@ func Preflight(ctx context.Context, d Deps, s Spec) ([]HostDev, error) {
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("vm %s: %w", s.Name, err)
 	}
-	if s.Disk > 0 {
+	if s.Disk > 0 || !s.CloudInit.Empty() {
 		ok, err := d.Hyp.PoolExists(ctx, s.Pool)
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", s.Pool, err)
@@ -171,13 +190,23 @@ func Preflight(ctx context.Context, d Deps, s Spec) ([]HostDev, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: storage pool %q does not exist", ErrInvalidConfig, s.Pool)
 		}
-		vol := VolumeName(s.Name)
-		ok, err = d.Hyp.VolumeExists(ctx, s.Pool, vol)
-		if err != nil {
-			return nil, fmt.Errorf("volume %s/%s: %w", s.Pool, vol, err)
+		for _, vol := range ownVolumes(s) {
+			ok, err = d.Hyp.VolumeExists(ctx, s.Pool, vol)
+			if err != nil {
+				return nil, fmt.Errorf("volume %s/%s: %w", s.Pool, vol, err)
+			}
+			if ok {
+				return nil, fmt.Errorf("%w: volume %s/%s already exists (left from another guest?)", ErrInvalidConfig, s.Pool, vol)
+			}
 		}
-		if ok {
-			return nil, fmt.Errorf("%w: volume %s/%s already exists (left from another guest?)", ErrInvalidConfig, s.Pool, vol)
+		if s.Base != "" {
+			ok, err = d.Hyp.VolumeExists(ctx, s.Pool, s.Base)
+			if err != nil {
+				return nil, fmt.Errorf("volume %s/%s: %w", s.Pool, s.Base, err)
+			}
+			if !ok {
+				return nil, fmt.Errorf("%w: base volume %s/%s does not exist", ErrInvalidConfig, s.Pool, s.Base)
+			}
 		}
 	}
 	if d.Switch != nil {

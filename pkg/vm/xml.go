@@ -29,6 +29,18 @@ type PCIAddrXML struct {
 	Address string `xml:"address,attr"`
 }
 
+// ownVolumes are the volumes Create makes for s, all in s.Pool.
+func ownVolumes(s Spec) []string {
+	var out []string
+	if s.Disk > 0 {
+		out = append(out, VolumeName(s.Name))
+	}
+	if !s.CloudInit.Empty() {
+		out = append(out, SeedVolumeName(s.Name))
+	}
+	return out
+}
+
 func uintp(v uint) *uint { return &v }
 
 // DomainXML renders the domain definition for s. It is pure: the same spec
@@ -39,8 +51,8 @@ func DomainXML(s Spec) (string, error) {
 	}
 	s = s.withMACs()
 	md := Metadata{}
-	if s.Disk > 0 {
-		md.Volumes = []VolumeRef{{Pool: s.Pool, Name: VolumeName(s.Name)}}
+	for _, v := range ownVolumes(s) {
+		md.Volumes = append(md.Volumes, VolumeRef{Pool: s.Pool, Name: v})
 	}
 	for _, a := range s.HostDevs {
 		md.HostDev = append(md.HostDev, PCIAddrXML{Address: a.String()})
@@ -82,6 +94,17 @@ func DomainXML(s Spec) (string, error) {
 			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2"},
 			Source: &libvirtxml.DomainDiskSource{Volume: &libvirtxml.DomainDiskSourceVolume{Pool: s.Pool, Volume: VolumeName(s.Name)}},
 			Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
+		})
+	}
+	if !s.CloudInit.Empty() {
+		// SATA works on both i440fx and q35 machines; libvirt adds the
+		// AHCI controller.
+		dev.Disks = append(dev.Disks, libvirtxml.DomainDisk{
+			Device:   "cdrom",
+			Driver:   &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw"},
+			Source:   &libvirtxml.DomainDiskSource{Volume: &libvirtxml.DomainDiskSourceVolume{Pool: s.Pool, Volume: SeedVolumeName(s.Name)}},
+			Target:   &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"},
+			ReadOnly: &libvirtxml.DomainDiskReadOnly{},
 		})
 	}
 	for _, n := range s.NICs {

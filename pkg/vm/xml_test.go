@@ -19,7 +19,8 @@ func TestDomainXMLGolden(t *testing.T) {
 		"vm-minimal.xml": {Name: "small", Type: "kvm", VCPUs: 1, Memory: 512 << 20, NICs: []NIC{{Bridge: "ovsbr1"}}},
 		"vm-full.xml": {Name: "gpu-box", Type: "kvm", VCPUs: 8, Memory: 16 << 30, Disk: 100 << 30, Pool: "default",
 			NICs: []NIC{{Bridge: "ovsbr0"}, {Bridge: "ovsbr1", VLAN: 42}}, UEFI: true,
-			HostDevs: []PCIAddress{{Bus: 1}, {Bus: 1, Function: 1}}},
+			HostDevs:  []PCIAddress{{Bus: 1}, {Bus: 1, Function: 1}},
+			CloudInit: CloudInit{Hostname: "gpu-box", SSHKeys: []string{"ssh-ed25519 AAAAC3Nza op@host"}}},
 	} {
 		got, err := DomainXML(s)
 		if err != nil {
@@ -46,8 +47,11 @@ func TestDomainXMLGolden(t *testing.T) {
 		if err != nil || p.meta == nil {
 			t.Fatalf("%s: metadata not read back: %v", name, err)
 		}
-		if s.Disk > 0 && (len(p.meta.Volumes) != 1 || p.meta.Volumes[0].Name != VolumeName(s.Name)) {
-			t.Errorf("%s: metadata volumes = %+v", name, p.meta.Volumes)
+		if s.Disk > 0 && (len(p.meta.Volumes) != 2 || p.meta.Volumes[0].Name != VolumeName(s.Name) || p.meta.Volumes[1].Name != SeedVolumeName(s.Name)) {
+			t.Errorf("%s: metadata volumes = %+v, want the disk and the seed", name, p.meta.Volumes)
+		}
+		if hasSeed := strings.Contains(got, `<disk type="volume" device="cdrom">`); hasSeed != !s.CloudInit.Empty() {
+			t.Errorf("%s: cloud-init CD-ROM present %v, want %v", name, hasSeed, !s.CloudInit.Empty())
 		}
 		for _, must := range []string{`<virtualport type="openvswitch">`, `listen="127.0.0.1"`, MAC(s.Name, 0).String()} {
 			if !strings.Contains(got, must) {
@@ -63,16 +67,24 @@ func TestSpecValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for what, mut := range map[string]func(*Spec){
-		"vcpus 0":    func(s *Spec) { s.VCPUs = 0 },
-		"name":       func(s *Spec) { s.Name = "a b" },
-		"empty name": func(s *Spec) { s.Name = "" },
-		"type":       func(s *Spec) { s.Type = "xen" },
-		"memory":     func(s *Spec) { s.Memory = 1 << 20 },
-		"no nic":     func(s *Spec) { s.NICs = nil },
-		"vlan":       func(s *Spec) { s.NICs = []NIC{{Bridge: "b", VLAN: 4095}} },
-		"bridge":     func(s *Spec) { s.NICs = []NIC{{Bridge: "a/b"}} },
-		"pool":       func(s *Spec) { s.Disk = 1 << 30; s.Pool = "" },
-		"hostdev":    func(s *Spec) { s.HostDevs = []PCIAddress{{Bus: 1}, {Bus: 1}} },
+		"vcpus 0":      func(s *Spec) { s.VCPUs = 0 },
+		"name":         func(s *Spec) { s.Name = "a b" },
+		"empty name":   func(s *Spec) { s.Name = "" },
+		"type":         func(s *Spec) { s.Type = "xen" },
+		"memory":       func(s *Spec) { s.Memory = 1 << 20 },
+		"no nic":       func(s *Spec) { s.NICs = nil },
+		"vlan":         func(s *Spec) { s.NICs = []NIC{{Bridge: "b", VLAN: 4095}} },
+		"bridge":       func(s *Spec) { s.NICs = []NIC{{Bridge: "a/b"}} },
+		"pool":         func(s *Spec) { s.Disk = 1 << 30; s.Pool = "" },
+		"hostdev":      func(s *Spec) { s.HostDevs = []PCIAddress{{Bus: 1}, {Bus: 1}} },
+		"base no disk": func(s *Spec) { s.Base = "debian.qcow2"; s.Pool = "default" },
+		"base is self": func(s *Spec) { s.Base = "a.qcow2"; s.Disk = 1 << 30; s.Pool = "default" },
+		"seed no pool": func(s *Spec) { s.CloudInit.Hostname = "h" },
+		"hostname":     func(s *Spec) { s.CloudInit.Hostname = "a_b"; s.Pool = "default" },
+		"private key": func(s *Spec) {
+			s.CloudInit.SSHKeys = []string{"-----BEGIN OPENSSH PRIVATE KEY-----"}
+			s.Pool = "default"
+		},
 	} {
 		s := ok
 		mut(&s)

@@ -5,7 +5,7 @@
 # (or fail under GHOSTBRIDGE_TEST_STRICT=1).
 set -euo pipefail
 
-declare -A want=([btrfs-progs]=mkfs.btrfs [sqlite3]=sqlite3 [openvswitch-switch]=ovs-vswitchd [iproute2]=ip [ethtool]=ethtool [iputils-ping]=ping [libvirt-daemon-system]=libvirtd [libvirt-clients]=virsh [qemu-system-x86]=qemu-system-x86_64)
+declare -A want=([btrfs-progs]=mkfs.btrfs [sqlite3]=sqlite3 [openvswitch-switch]=ovs-vswitchd [iproute2]=ip [ethtool]=ethtool [iputils-ping]=ping [libvirt-daemon-system]=libvirtd [libvirt-clients]=virsh [qemu-system-x86]=qemu-system-x86_64 [genisoimage]=isoinfo)
 missing=()
 for pkg in "${!want[@]}"; do
 	command -v "${want[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
