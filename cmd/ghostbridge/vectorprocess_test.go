@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/ghostbridge/ghostbridge/internal/testenv"
 	"github.com/ghostbridge/ghostbridge/pkg/chain"
 	"github.com/ghostbridge/ghostbridge/pkg/vector/qdranttest"
 )
@@ -189,7 +189,7 @@ func BenchmarkVectorSyncRSS(b *testing.B) {
 					case <-time.After(time.Millisecond):
 					}
 				}
-				rss := procStatusMB(b, cmd.Process.Pid, "VmRSS")
+				rss := testenv.ProcStatusMB(b, cmd.Process.Pid, "VmRSS")
 				if i+1 == 1000 {
 					rss1k = rss
 				} else {
@@ -198,7 +198,7 @@ func BenchmarkVectorSyncRSS(b *testing.B) {
 				srv.ClearPoints("ghostbridge-events")
 			}
 		}
-		peak := procStatusMB(b, cmd.Process.Pid, "VmHWM")
+		peak := testenv.ProcStatusMB(b, cmd.Process.Pid, "VmHWM")
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		<-exited
 		if waitErr != nil {
@@ -211,24 +211,4 @@ func BenchmarkVectorSyncRSS(b *testing.B) {
 		b.ReportMetric(rss10k, "rss-MB@10k")
 		b.ReportMetric(peak, "peak-rss-MB")
 	}
-}
-
-// procStatusMB reads a "kB" field of /proc/PID/status, in MB.
-func procStatusMB(tb testing.TB, pid int, field string) float64 {
-	tb.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return kb / 1024
-		}
-	}
-	tb.Fatalf("/proc/%d/status has no %s", pid, field)
-	return 0
 }

@@ -155,9 +155,9 @@ func BenchmarkSnapRunRSS(b *testing.B) {
 			func(n, pid int) bool {
 				switch n {
 				case 1000:
-					at1k = statusMB(b, pid, "VmRSS")
+					at1k = testenv.ProcStatusMB(b, pid, "VmRSS")
 				case ticks:
-					at10k = statusMB(b, pid, "VmRSS")
+					at10k = testenv.ProcStatusMB(b, pid, "VmRSS")
 				}
 				return n < ticks
 			})
@@ -166,24 +166,4 @@ func BenchmarkSnapRunRSS(b *testing.B) {
 		b.ReportMetric(at10k, "rss-MB@10k")
 		b.ReportMetric(peak, "peak-rss-MB")
 	}
-}
-
-// statusMB reads a "kB" field of /proc/PID/status, in MB.
-func statusMB(tb testing.TB, pid int, field string) float64 {
-	tb.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return kb / 1024
-		}
-	}
-	tb.Fatalf("/proc/%d/status has no %s", pid, field)
-	return 0
 }

@@ -3,12 +3,8 @@ package snap
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/flock"
 )
 
 // ErrLocked is matched (errors.Is) by *LockedError.
@@ -34,56 +30,33 @@ func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 // Lock is an exclusive flock on a file next to a chain database; the kernel
 // drops it when the holder exits, however it exits.
 type Lock struct {
-	f *os.File
+	l *flock.Lock
 }
 
 // LockPath is the lock file that guards the database at db. Symlinks are
 // resolved (when db exists), so every path to one database takes the same
 // lock.
-func LockPath(db string) string {
-	if real, err := filepath.EvalSymlinks(db); err == nil {
-		db = real
-	}
-	return db + ".lock"
-}
+func LockPath(db string) string { return flock.Path(db, ".lock") }
 
 // AcquireLock takes the lock at path without waiting and writes this
 // process's pid into it. It returns *LockedError when another open file
 // (in this or another process) holds it.
 func AcquireLock(path string) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	l, err := flock.Acquire(path)
+	var held *flock.HeldError
+	if errors.As(err, &held) {
+		return nil, &LockedError{Path: held.Path, PID: held.PID}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			buf := make([]byte, 32)
-			n, _ := f.ReadAt(buf, 0) // a short or empty file only loses the pid
-			pid, _ := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
-			return nil, errors.Join(&LockedError{Path: path, PID: pid}, f.Close())
-		}
-		return nil, errors.Join(fmt.Errorf("lock %s: %w", path, err), f.Close())
-	}
-	if err := f.Truncate(0); err != nil {
-		return nil, errors.Join(fmt.Errorf("lock %s: %w", path, err), f.Close())
-	}
-	if _, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
-		return nil, errors.Join(fmt.Errorf("lock %s: %w", path, err), f.Close())
-	}
-	return &Lock{f: f}, nil
+	return &Lock{l: l}, nil
 }
 
-// Release clears the pid and drops the lock. The file stays: removing it
-// would let a newcomer lock a fresh file while a waiter locks the old one.
+// Release clears the pid and drops the lock.
 func (l *Lock) Release() error {
-	if l == nil || l.f == nil {
+	if l == nil {
 		return nil
 	}
-	err := l.f.Truncate(0)
-	err = errors.Join(err, l.f.Close())
-	l.f = nil
-	if err != nil {
-		return fmt.Errorf("release lock: %w", err)
-	}
-	return nil
+	return l.l.Release()
 }

@@ -60,7 +60,7 @@ func Reindex(ctx context.Context, d Deps, cfg Config, opts ReindexOptions) (res 
 	if err != nil {
 		return ReindexResult{}, err
 	}
-	defer func() { err = errors.Join(err, l.release()) }()
+	defer func() { err = errors.Join(err, l.Release()) }()
 	cfg = cfg.withDefaults()
 	alias := cfg.Collection
 	res = ReindexResult{Alias: alias, Target: targetName(alias, d.now(), rand.Uint32())}

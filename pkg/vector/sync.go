@@ -109,7 +109,7 @@ func Run(ctx context.Context, d Deps, cfg Config, opts RunOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, l.release()) }()
+	defer func() { err = errors.Join(err, l.Release()) }()
 	s := newSyncer(d, cfg)
 	s.alive(chainSlack)
 	d.notify(NotifyReady)
@@ -159,7 +159,7 @@ func Sync(ctx context.Context, d Deps, cfg Config) (res SyncResult, err error) {
 	if err != nil {
 		return SyncResult{}, err
 	}
-	defer func() { err = errors.Join(err, l.release()) }()
+	defer func() { err = errors.Join(err, l.Release()) }()
 	s := newSyncer(d, cfg)
 	if err := s.start(ctx); err != nil {
 		return SyncResult{}, err
