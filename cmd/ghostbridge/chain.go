@@ -255,7 +255,7 @@ func blockSummary(b chain.Block) string {
 	case chain.KindTicksMissed:
 		var p chain.TicksMissedPayload
 		if json.Unmarshal(b.Payload, &p) == nil {
-			return fmt.Sprintf("%d %s missed, %s to %s", p.Count, plural(int(min(p.Count, 2)), "tick", "ticks"), formatTime(p.From), formatTime(p.To))
+			return fmt.Sprintf("%d %s missed, %s to %s", p.Count, plural(p.Count, "tick", "ticks"), formatTime(p.From), formatTime(p.To))
 		}
 	default:
 		if p, err := b.Snapshot(); err == nil {

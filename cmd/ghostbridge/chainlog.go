@@ -20,10 +20,7 @@ type chainLogOptions struct {
 
 func newChainLogCmd(a *App) *cobra.Command {
 	opts := &chainLogOptions{}
-	kinds := make([]string, len(chain.Kinds))
-	for i, k := range chain.Kinds {
-		kinds[i] = string(k)
-	}
+	kinds := kindNames()
 	cmd := &cobra.Command{
 		Use:   "log",
 		Short: "List blocks, newest last, and optionally follow new ones",
@@ -55,7 +52,7 @@ func runChainLog(ctx context.Context, a *App, opts *chainLogOptions) error {
 	var kinds []chain.Kind
 	for _, k := range opts.Kinds {
 		if !chain.Kind(k).Known() {
-			return usageErrorf(fmt.Errorf("--kind %q: want one of %s", k, joinKinds()))
+			return usageErrorf(fmt.Errorf("--kind %q: want one of %s", k, strings.Join(kindNames(), ", ")))
 		}
 		if !slices.Contains(kinds, chain.Kind(k)) {
 			kinds = append(kinds, chain.Kind(k))
@@ -119,12 +116,13 @@ func (a *App) follow(ctx context.Context, st *chain.Store, next uint64, kinds []
 	}
 }
 
-func joinKinds() string {
+// kindNames lists the known block kinds, for help, completion and errors.
+func kindNames() []string {
 	s := make([]string, len(chain.Kinds))
 	for i, k := range chain.Kinds {
 		s[i] = string(k)
 	}
-	return strings.Join(s, ", ")
+	return s
 }
 
 // blockPrinter writes blocks as a stream: fixed-width text rows under one

@@ -153,9 +153,9 @@ func (a *App) printProof(res chain.ProofResult) error {
 		writeFailure(&b, st, f)
 	} else if res.Block != nil && res.Checkpoint != nil {
 		c := res.Checkpoint
-		fmt.Fprintf(&b, "%s block %d is in the tree of %d %s signed by %s+%s\n", st.ok.Render("OK:"), res.Block.Height, c.Size, plural(int(min(c.Size, 2)), "block", "blocks"), c.KeyName, c.KeyID)
+		fmt.Fprintf(&b, "%s block %d is in the tree of %d %s signed by %s+%s\n", st.ok.Render("OK:"), res.Block.Height, c.Size, plural(c.Size, "block", "blocks"), c.KeyName, c.KeyID)
 		fmt.Fprintf(&b, "height  %d\nkind    %s\nhash    %s\ntree    %d %s, root %s\norigin  %s\n",
-			res.Block.Height, res.Block.Kind, res.Block.Hash, c.Size, plural(int(min(c.Size, 2)), "block", "blocks"), c.Root, c.Origin)
+			res.Block.Height, res.Block.Kind, res.Block.Hash, c.Size, plural(c.Size, "block", "blocks"), c.Root, c.Origin)
 	}
 	_, err := io.WriteString(a.IO.Out, b.String())
 	return err

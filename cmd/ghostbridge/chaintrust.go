@@ -141,7 +141,7 @@ func runChainCheckpoint(ctx context.Context, a *App) error {
 		}
 		sty := newStyles(a.IO.Renderer())
 		_, err = fmt.Fprintf(a.IO.Out, "%s checkpoint signed for %d %s\norigin  %s\nsize    %d\nroot    %s\nkey     %s+%s\nfile    %s\n",
-			sty.ok.Render("OK:"), c.Size, plural(int(min(c.Size, 2)), "block", "blocks"), c.Origin, c.Size, c.Root, c.KeyName, c.KeyID, res.File)
+			sty.ok.Render("OK:"), c.Size, plural(c.Size, "block", "blocks"), c.Origin, c.Size, c.Root, c.KeyName, c.KeyID, res.File)
 		return err
 	})
 }

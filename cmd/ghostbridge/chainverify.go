@@ -137,23 +137,23 @@ func (a *App) printVerify(res chain.VerifyResult) error {
 	if res.Checkpoint == nil {
 		mode += ", not anchored to a signed checkpoint"
 	} else if res.Mode == chain.ModeIncremental {
-		mode += fmt.Sprintf(", from the checkpoint of %d %s", res.Checkpoint.Size, plural(int(min(res.Checkpoint.Size, 2)), "block", "blocks"))
+		mode += fmt.Sprintf(", from the checkpoint of %d %s", res.Checkpoint.Size, plural(res.Checkpoint.Size, "block", "blocks"))
 	}
 	if res.OK {
-		fmt.Fprintf(&b, "%s %d %s verified, heights %d..%d (%s)\n", st.ok.Render("OK:"), res.Checked, plural(int(min(res.Checked, 2)), "block", "blocks"), res.From, res.To, mode)
+		fmt.Fprintf(&b, "%s %d %s verified, heights %d..%d (%s)\n", st.ok.Render("OK:"), res.Checked, plural(res.Checked, "block", "blocks"), res.From, res.To, mode)
 		fmt.Fprintf(&b, "head hash %s\n", res.HeadHash)
 	} else if f := res.Failure; f != nil {
 		writeFailure(&b, st, f)
 		if !f.Reason.Heightless() && f.Height > res.From && res.Checked > 0 {
-			fmt.Fprintf(&b, "heights %d..%d are sound (%d %s)\n", res.From, f.Height-1, res.Checked, plural(int(min(res.Checked, 2)), "block", "blocks"))
+			fmt.Fprintf(&b, "heights %d..%d are sound (%d %s)\n", res.From, f.Height-1, res.Checked, plural(res.Checked, "block", "blocks"))
 		}
 		fmt.Fprintf(&b, "mode: %s\n", mode)
 	}
 	if c := res.Checkpoint; c != nil {
-		fmt.Fprintf(&b, "checkpoint %s, %d %s, root %s, key %s+%s\n", c.Origin, c.Size, plural(int(min(c.Size, 2)), "block", "blocks"), c.Root, c.KeyName, c.KeyID)
+		fmt.Fprintf(&b, "checkpoint %s, %d %s, root %s, key %s+%s\n", c.Origin, c.Size, plural(c.Size, "block", "blocks"), c.Root, c.KeyName, c.KeyID)
 	}
 	if t := res.Tree; t != nil {
-		fmt.Fprintf(&b, "tree %d %s, root %s\n", t.Size, plural(int(min(t.Size, 2)), "block", "blocks"), t.Root)
+		fmt.Fprintf(&b, "tree %d %s, root %s\n", t.Size, plural(t.Size, "block", "blocks"), t.Root)
 	}
 	_, err := io.WriteString(a.IO.Out, b.String())
 	return err

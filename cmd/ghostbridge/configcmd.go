@@ -227,7 +227,9 @@ func (a *App) printValidate(res ConfigValidateResult) error {
 	return err
 }
 
-func plural(n int, one, many string) string {
+// plural picks one for n == 1, else many. It takes any integer type, so
+// counts (uint64 heights and sizes included) need no conversion.
+func plural[N ~int | ~int8 | ~int16 | ~int32 | ~int64 | ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64](n N, one, many string) string {
 	if n == 1 {
 		return one
 	}

@@ -274,7 +274,7 @@ func writeTickText(w io.Writer, t snap.TickResult) error {
 		}
 	}
 	if t.Missed > 0 {
-		fmt.Fprintf(&b, "missed   %d %s\n", t.Missed, plural(int(min(t.Missed, 2)), "tick", "ticks"))
+		fmt.Fprintf(&b, "missed   %d %s\n", t.Missed, plural(t.Missed, "tick", "ticks"))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -87,18 +87,10 @@ func runVectorSync(ctx context.Context, a *App, opts *vectorSyncOptions) (err er
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var werr error
-	total := vector.SyncResult{}
-	first := true
+	// With --once there is one drain, so at most one result to report.
+	var last vector.SyncResult
 	onSync := func(r vector.SyncResult) {
-		if first {
-			total.From, first = r.From, false
-		}
-		total.To, total.Cursor, total.Head = r.To, r.Cursor, r.Head
-		total.Points += r.Points
-		total.Batches += r.Batches
-		total.Retries = r.Retries
-		total.Skipped = append(total.Skipped, r.Skipped...)
-		total.Duration += r.Duration
+		last = r
 		a.log.Debug("vector sync", "collection", s.cfg.Collection, "points", r.Points, "height", r.To)
 		if a.format == FormatJSON && werr == nil {
 			r.Skipped = nonNil(r.Skipped)
@@ -111,7 +103,7 @@ func runVectorSync(ctx context.Context, a *App, opts *vectorSyncOptions) (err er
 	}
 	err = vector.Run(ctx, s.deps, s.cfg, vector.RunOptions{Once: opts.Once, OnSync: onSync})
 	if err == nil && werr == nil && opts.Once && a.format == FormatText {
-		err = writeSyncText(a.IO.Out, s.cfg.Collection, total)
+		err = writeSyncText(a.IO.Out, s.cfg.Collection, last)
 	}
 	return errors.Join(err, werr)
 }

@@ -27,22 +27,6 @@ touches only those, and only the volumes made for them.`)
 	return cmd
 }
 
-// ovsBridges adapts pkg/sys/ovs to vm.Switch.
-type ovsBridges struct{ c *ovs.Client }
-
-func (o ovsBridges) BridgeNames(ctx context.Context) ([]string, error) {
-	m, err := o.c.Bridges(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, 0, len(m))
-	for n := range m {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
 // withVM connects to libvirt and runs fn; withSwitch adds the OVS check.
 func (a *App) withVM(ctx context.Context, withSwitch bool, fn func(vm.Deps) error) (err error) {
 	uri := a.conf.Config.VM.URI
@@ -53,7 +37,7 @@ func (a *App) withVM(ctx context.Context, withSwitch bool, fn func(vm.Deps) erro
 	defer func() { err = errors.Join(err, conn.Close()) }()
 	d := vm.Deps{Hyp: conn, Logger: a.log}
 	if withSwitch {
-		d.Switch = ovsBridges{ovs.New(a.conf.Config.Net.OVSDBSocket)}
+		d.Switch = ovs.New(a.conf.Config.Net.OVSDBSocket)
 	}
 	return fn(d)
 }

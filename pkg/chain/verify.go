@@ -239,9 +239,7 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, e
 	}
 	if f != nil {
 		f = s.classify(ctx, f)
-		if f.Height > opts.From {
-			res.Checked = min(f.Height, to+1) - opts.From
-		}
+		res.Checked = checkedBefore(f, opts.From, to)
 		return failed(res, f)
 	}
 	res.Checked = to - opts.From + 1
@@ -260,10 +258,7 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, e
 				}
 				if f2 != nil {
 					f = s.classify(ctx, f2)
-					res.Checked = 0
-					if f.Height > opts.From {
-						res.Checked = min(f.Height, to+1) - opts.From
-					}
+					res.Checked = checkedBefore(f, opts.From, to)
 				}
 			}
 			if f != nil {
@@ -279,12 +274,23 @@ func (s *Store) Verify(ctx context.Context, opts VerifyOptions) (VerifyResult, e
 			return failed(res, f)
 		}
 	}
-	last, err := s.Get(ctx, to)
-	if err != nil {
-		return res, err
+	last := head
+	if to != head.Height {
+		if last, err = s.Get(ctx, to); err != nil {
+			return res, err
+		}
 	}
 	res.OK, res.HeadHash = true, last.Hash
 	return res, nil
+}
+
+// checkedBefore is how many blocks of from..to come before failure f: the
+// ones found sound.
+func checkedBefore(f *Failure, from, to uint64) uint64 {
+	if f.Height > from {
+		return min(f.Height, to+1) - from
+	}
+	return 0
 }
 
 // classify turns a hash mismatch into reordered when the block is one

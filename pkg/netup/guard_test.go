@@ -49,25 +49,25 @@ func sendFrame(t *testing.T, ns netns.NsHandle, dev string, src, dst net.Hardwar
 	}
 }
 
-// TestGuardOnTheWire: a frame with a foreign source MAC sent from an
-// internal port never reaches the provider's side of the uplink, while
-// the host's own frame does.
-func TestGuardOnTheWire(t *testing.T) {
-	h := newHost(t)
-	ctx := context.Background()
-	cfg := h.config()
-	if _, err := netup.Up(ctx, h.deps, cfg, netup.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	// Quiet the internal port so the drop flow counts only our frame.
+// quietInternal turns IPv6 off on the internal port gbint0, so it sends
+// nothing of its own, and brings it up with the given MAC.
+func (h *host) quietInternal(t *testing.T, mac string) {
+	t.Helper()
 	for _, argv := range [][]string{
 		{"sysctl", "-q", "-w", "net.ipv6.conf.gbint0.disable_ipv6=1"},
-		{"ip", "link", "set", "gbint0", "address", "02:00:00:00:00:99", "up"},
+		{"ip", "link", "set", "gbint0", "address", mac, "up"},
 	} {
 		if out, err := h.Exec(h.NS, argv...); err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
 	}
+}
+
+// listenPeer opens a raw socket for test frames on the provider's side
+// of the uplink, with a 10 s receive timeout, closed when the test ends;
+// it returns the socket and the peer interface's MAC.
+func (h *host) listenPeer(t *testing.T) (int, net.HardwareAddr) {
+	t.Helper()
 	peerNS, err := netns.GetFromName(h.Peer)
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +92,23 @@ func TestGuardOnTheWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(rfd)
+	t.Cleanup(func() { unix.Close(rfd) })
+	return rfd, peerMAC
+}
+
+// TestGuardOnTheWire: a frame with a foreign source MAC sent from an
+// internal port never reaches the provider's side of the uplink, while
+// the host's own frame does.
+func TestGuardOnTheWire(t *testing.T) {
+	h := newHost(t)
+	ctx := context.Background()
+	cfg := h.config()
+	if _, err := netup.Up(ctx, h.deps, cfg, netup.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	// Quiet the internal port so the drop flow counts only our frame.
+	h.quietInternal(t, "02:00:00:00:00:99")
+	rfd, peerMAC := h.listenPeer(t)
 
 	dropped := func() uint64 {
 		fs, err := h.ovs.DumpFlows(ctx, "ovsbr0")

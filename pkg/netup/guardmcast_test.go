@@ -6,11 +6,9 @@ import (
 	"net"
 	"testing"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/ghostbridge/ghostbridge/pkg/netup"
-	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
 )
 
 // TestGuardBroadcastMulticast: broadcast and multicast frames from an
@@ -27,39 +25,8 @@ func TestGuardBroadcastMulticast(t *testing.T) {
 	if _, err := netup.Up(ctx, h.deps, cfg, netup.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, argv := range [][]string{
-		{"sysctl", "-q", "-w", "net.ipv6.conf.gbint0.disable_ipv6=1"},
-		{"ip", "link", "set", "gbint0", "address", allowed.String(), "up"},
-	} {
-		if out, err := h.Exec(h.NS, argv...); err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
-	}
-	peerNS, err := netns.GetFromName(h.Peer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peerNS.Close()
-	var rfd int
-	var peerMAC net.HardwareAddr
-	err = netdev.Do(peerNS, func() error {
-		ifi, err := net.InterfaceByName(h.PeerIf)
-		if err != nil {
-			return err
-		}
-		peerMAC = ifi.HardwareAddr
-		if rfd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(etherTest))); err != nil {
-			return err
-		}
-		if err := unix.SetsockoptTimeval(rfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 10}); err != nil {
-			return err
-		}
-		return unix.Bind(rfd, &unix.SockaddrLinklayer{Ifindex: ifi.Index, Protocol: htons(etherTest)})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(rfd)
+	h.quietInternal(t, allowed.String())
+	rfd, peerMAC := h.listenPeer(t)
 
 	bcast, _ := net.ParseMAC("ff:ff:ff:ff:ff:ff")
 	mcast, _ := net.ParseMAC("01:00:5e:00:00:fb")

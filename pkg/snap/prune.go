@@ -74,8 +74,8 @@ func Prune(ctx context.Context, d Deps, cfg Config, dryRun bool) (res PruneResul
 		for _, a := range plan.adopt {
 			cands = append(cands, chain.LiveSnapshot{Time: d.Now(), SnapshotPayload: a})
 		}
-		keep, del := r.plan(r.configured(cands), nil)
-		res.Kept = len(cands) - len(keep) - len(del) + len(keep)
+		_, del := r.plan(r.configured(cands), nil)
+		res.Kept = len(cands) - len(del)
 		if del != nil {
 			res.Deleted = del
 		}

@@ -66,7 +66,7 @@ func (r *runner) planReconcile(ctx context.Context) (reconcilePlan, error) {
 	}
 	known := make(map[string]bool, len(live))
 	for _, l := range live {
-		why, err := r.gone(l)
+		_, why, err := r.gone(l)
 		if err != nil {
 			return p, fmt.Errorf("reconcile %s: %w", l.Snapshot, err)
 		}
@@ -224,20 +224,20 @@ func (r *runner) lastRecorded(ctx context.Context) (map[string]time.Time, error)
 }
 
 // gone says why a recorded snapshot is no longer the one on disk, or ""
-// when it still is.
-func (r *runner) gone(l chain.LiveSnapshot) (string, error) {
+// with its info when it still is.
+func (r *runner) gone(l chain.LiveSnapshot) (btrfs.Info, string, error) {
 	info, err := r.d.FS.Info(l.Snapshot)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return "not on disk", nil
+		return info, "not on disk", nil
 	case errors.Is(err, btrfs.ErrNotSubvolume), errors.Is(err, btrfs.ErrNotBtrfs):
-		return "no longer a subvolume", nil
+		return info, "no longer a subvolume", nil
 	case err != nil:
-		return "", err
+		return info, "", err
 	case info.UUID != l.UUID:
-		return fmt.Sprintf("replaced on disk by subvolume %s", info.UUID), nil
+		return info, fmt.Sprintf("replaced on disk by subvolume %s", info.UUID), nil
 	}
-	return "", nil
+	return info, "", nil
 }
 
 // ours says why the entry at path cannot be a snapshot this program made

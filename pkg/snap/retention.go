@@ -20,10 +20,10 @@ func snapTime(s chain.LiveSnapshot) time.Time {
 	return s.Time
 }
 
-// newer orders snapshots by time, then path, so ties break the same way
-// every time.
-func newer(a, b chain.LiveSnapshot) bool {
-	ta, tb := snapTime(a), snapTime(b)
+// newer orders snapshots a and b, whose snapTimes are ta and tb, by time,
+// then path, so ties break the same way every time. The caller passes the
+// times: parsing them from names is most of the cost of a plan.
+func newer(a, b chain.LiveSnapshot, ta, tb time.Time) bool {
 	if !ta.Equal(tb) {
 		return ta.After(tb)
 	}
@@ -38,9 +38,13 @@ func newer(a, b chain.LiveSnapshot) bool {
 // time passes. Plan is pure: it only looks at its arguments.
 func Plan(snaps []chain.LiveSnapshot, now time.Time, p Policy) (keep, del []chain.LiveSnapshot) {
 	kept := make([]bool, len(snaps))
+	// Each snapshot's time once: it is parsed from the name, and the tiers
+	// and their comparisons would otherwise parse it again and again.
+	times := make([]time.Time, len(snaps))
 	bySource := make(map[string][]int)
 	for i, s := range snaps {
-		if now.Sub(snapTime(s)) < p.Keep {
+		times[i] = snapTime(s)
+		if now.Sub(times[i]) < p.Keep {
 			kept[i] = true
 		}
 		bySource[s.Source] = append(bySource[s.Source], i)
@@ -52,12 +56,12 @@ func Plan(snaps []chain.LiveSnapshot, now time.Time, p Policy) (keep, del []chai
 		for _, idx := range bySource {
 			newest := make(map[int64]int)
 			for _, i := range idx {
-				t := snapTime(snaps[i])
+				t := times[i]
 				if now.Sub(t) >= tier.For {
 					continue
 				}
 				bucket := t.Truncate(tier.Every).UnixNano()
-				if j, ok := newest[bucket]; !ok || newer(snaps[i], snaps[j]) {
+				if j, ok := newest[bucket]; !ok || newer(snaps[i], snaps[j], t, times[j]) {
 					newest[bucket] = i
 				}
 			}

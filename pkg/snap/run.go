@@ -409,15 +409,20 @@ func (r *runner) snapshot(s sourceState, at time.Time) (chain.SnapshotPayload, e
 // newest snapshot (a source that stopped working keeps its last one) and
 // every snapshot of the sources in skip (their snapshot failed this tick).
 func (r *runner) plan(cands []chain.LiveSnapshot, skip map[string]bool) (keep, del []chain.LiveSnapshot) {
-	newest := map[string]int{}
+	type best struct {
+		i int
+		t time.Time
+	}
+	newest := map[string]best{}
 	for i, c := range cands {
-		if j, ok := newest[c.Source]; !ok || newer(c, cands[j]) {
-			newest[c.Source] = i
+		t := snapTime(c)
+		if b, ok := newest[c.Source]; !ok || newer(c, cands[b.i], t, b.t) {
+			newest[c.Source] = best{i, t}
 		}
 	}
 	spare := map[string]bool{}
-	for _, i := range newest {
-		spare[cands[i].Snapshot] = true
+	for _, b := range newest {
+		spare[cands[b.i].Snapshot] = true
 	}
 	keep, planned := Plan(cands, r.d.Now(), r.cfg.Policy)
 	for _, l := range planned {
@@ -477,18 +482,13 @@ func (r *runner) retire(ctx context.Context, l chain.LiveSnapshot, reason string
 		return chain.Event{}, r.refuse(l, err)
 	}
 	s, _ := r.source(l.Source) // checkRecord found it
-	info, err := r.d.FS.Info(l.Snapshot)
-	var why string
+	info, why, err := r.gone(l)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
-		why = "not on disk"
-	case errors.Is(err, btrfs.ErrNotSubvolume), errors.Is(err, btrfs.ErrNotBtrfs):
-		why = "no longer a subvolume"
 	case err != nil:
 		r.d.Logger.Error("retention: cannot inspect snapshot", "source", l.Source, "snapshot", l.Snapshot, "err", err)
 		return chain.Event{}, err
-	case info.UUID != l.UUID:
-		why = fmt.Sprintf("replaced on disk by subvolume %s", info.UUID)
+	case why != "":
+		// Gone or replaced: recorded as vanished below.
 	case !info.ReadOnly:
 		return chain.Event{}, r.refuse(l, errors.New("the subvolume is writable"))
 	case info.ParentUUID != l.ParentUUID || l.ParentUUID != s.UUID:

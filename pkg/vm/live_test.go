@@ -19,21 +19,6 @@ import (
 // The test driver's built-in pool and host.
 const testPool = "default-pool"
 
-type ovsSwitch struct{ c *ovs.Client }
-
-func (s ovsSwitch) BridgeNames(ctx context.Context) ([]string, error) {
-	m, err := s.c.Bridges(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, 0, len(m))
-	for n := range m {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
 type env struct {
 	d    *testenv.Libvirtd
 	conn *libvirt.Conn
@@ -55,7 +40,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return &env{d: d, conn: conn, deps: vm.Deps{Hyp: conn, Switch: ovsSwitch{ovs.New(h.DB)}}}
+	return &env{d: d, conn: conn, deps: vm.Deps{Hyp: conn, Switch: ovs.New(h.DB)}}
 }
 
 func (e *env) virsh(t *testing.T, args ...string) string {

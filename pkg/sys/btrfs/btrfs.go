@@ -127,6 +127,12 @@ func fsid(path string) ([16]byte, error) {
 	if !ok {
 		return [16]byte{}, ErrNotBtrfs
 	}
+	return fsInfoID(path)
+}
+
+// fsInfoID asks the kernel for the filesystem id of path, known to be on
+// BTRFS.
+func fsInfoID(path string) ([16]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return [16]byte{}, err
@@ -155,11 +161,11 @@ func (*Subvolumes) SameFilesystem(a, b string) (bool, error) {
 		return false, nil
 	}
 	if ba {
-		ia, err := fsid(a)
+		ia, err := fsInfoID(a)
 		if err != nil {
 			return false, &Error{Op: "fsinfo", Path: a, Err: err}
 		}
-		ib, err := fsid(b)
+		ib, err := fsInfoID(b)
 		if err != nil {
 			return false, &Error{Op: "fsinfo", Path: b, Err: err}
 		}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,6 +174,16 @@ func RemoveRootKey(col, key string) Op {
 func (c *Client) Bridges(ctx context.Context) (map[string]Bridge, error) {
 	brs, _, err := c.ReadAll(ctx)
 	return brs, err
+}
+
+// BridgeNames lists the bridges by name, sorted; it makes *Client a
+// vm.Switch.
+func (c *Client) BridgeNames(ctx context.Context) ([]string, error) {
+	brs, err := c.Bridges(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Sorted(maps.Keys(brs)), nil
 }
 
 // ReadAll reads every bridge with its ports, and external_ids of the root

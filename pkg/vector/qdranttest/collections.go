@@ -63,14 +63,9 @@ type collectionsService struct {
 }
 
 func (cs *collectionsService) Get(_ context.Context, req *qdrant.GetCollectionInfoRequest) (*qdrant.GetCollectionInfoResponse, error) {
-	s := cs.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.lookup(req.GetCollectionName())
-	if !ok {
-		return nil, collectionNotFound(req.GetCollectionName())
-	}
-	return &qdrant.GetCollectionInfoResponse{Result: c.info()}, nil
+	return inCollection(cs.s, req.GetCollectionName(), func(c *collection) (*qdrant.GetCollectionInfoResponse, error) {
+		return &qdrant.GetCollectionInfoResponse{Result: c.info()}, nil
+	})
 }
 
 func (cs *collectionsService) List(context.Context, *qdrant.ListCollectionsRequest) (*qdrant.ListCollectionsResponse, error) {
@@ -271,4 +266,17 @@ func score(d qdrant.Distance, a, b []float32) float64 {
 
 func higherIsBetter(d qdrant.Distance) bool {
 	return d == qdrant.Distance_Cosine || d == qdrant.Distance_Dot
+}
+
+// inCollection runs f on the named collection (or alias target) under
+// the server lock, or answers Qdrant's NotFound when there is none.
+func inCollection[R any](s *Server, name string, f func(*collection) (R, error)) (R, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.lookup(name)
+	if !ok {
+		var zero R
+		return zero, collectionNotFound(name)
+	}
+	return f(c)
 }

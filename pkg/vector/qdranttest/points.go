@@ -147,36 +147,26 @@ func (ps *pointsService) Upsert(ctx context.Context, req *qdrant.UpsertPoints) (
 }
 
 func (ps *pointsService) CreateFieldIndex(_ context.Context, req *qdrant.CreateFieldIndexCollection) (*qdrant.PointsOperationResponse, error) {
-	s := ps.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.lookup(req.GetCollectionName())
-	if !ok {
-		return nil, collectionNotFound(req.GetCollectionName())
-	}
-	if req.FieldType == nil {
-		return nil, status.Error(codes.InvalidArgument, "Wrong input: field_type is required")
-	}
-	// PayloadSchemaType numbers are FieldType's plus one (0 is unknown).
-	c.schema[req.GetFieldName()] = &qdrant.PayloadSchemaInfo{DataType: qdrant.PayloadSchemaType(req.GetFieldType() + 1)}
-	return &qdrant.PointsOperationResponse{Result: &qdrant.UpdateResult{Status: qdrant.UpdateStatus_Completed}}, nil
+	return inCollection(ps.s, req.GetCollectionName(), func(c *collection) (*qdrant.PointsOperationResponse, error) {
+		if req.FieldType == nil {
+			return nil, status.Error(codes.InvalidArgument, "Wrong input: field_type is required")
+		}
+		// PayloadSchemaType numbers are FieldType's plus one (0 is unknown).
+		c.schema[req.GetFieldName()] = &qdrant.PayloadSchemaInfo{DataType: qdrant.PayloadSchemaType(req.GetFieldType() + 1)}
+		return &qdrant.PointsOperationResponse{Result: &qdrant.UpdateResult{Status: qdrant.UpdateStatus_Completed}}, nil
+	})
 }
 
 func (ps *pointsService) Count(_ context.Context, req *qdrant.CountPoints) (*qdrant.CountResponse, error) {
-	s := ps.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.lookup(req.GetCollectionName())
-	if !ok {
-		return nil, collectionNotFound(req.GetCollectionName())
-	}
-	var n uint64
-	for id, p := range c.points {
-		if matchFilter(req.GetFilter(), id, p.payload) {
-			n++
+	return inCollection(ps.s, req.GetCollectionName(), func(c *collection) (*qdrant.CountResponse, error) {
+		var n uint64
+		for id, p := range c.points {
+			if matchFilter(req.GetFilter(), id, p.payload) {
+				n++
+			}
 		}
-	}
-	return &qdrant.CountResponse{Result: &qdrant.CountResult{Count: n}}, nil
+		return &qdrant.CountResponse{Result: &qdrant.CountResult{Count: n}}, nil
+	})
 }
 
 func withPayload(sel *qdrant.WithPayloadSelector, p map[string]*qdrant.Value) map[string]*qdrant.Value {
@@ -196,150 +186,135 @@ func withVectors(sel *qdrant.WithVectorsSelector, v []float32) *qdrant.VectorsOu
 }
 
 func (ps *pointsService) Scroll(_ context.Context, req *qdrant.ScrollPoints) (*qdrant.ScrollResponse, error) {
-	s := ps.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.lookup(req.GetCollectionName())
-	if !ok {
-		return nil, collectionNotFound(req.GetCollectionName())
-	}
-	limit := uint64(10) // Qdrant's default page
-	if req.Limit != nil {
-		limit = uint64(req.GetLimit())
-	}
-	var from uint64
-	if req.Offset != nil {
-		o, err := pointNum(req.GetOffset())
-		if err != nil {
-			return nil, err
+	return inCollection(ps.s, req.GetCollectionName(), func(c *collection) (*qdrant.ScrollResponse, error) {
+		limit := uint64(10) // Qdrant's default page
+		if req.Limit != nil {
+			limit = uint64(req.GetLimit())
 		}
-		from = o
-	}
-	resp := &qdrant.ScrollResponse{}
-	for _, id := range c.sortedIDs() {
-		if id < from {
-			continue
+		var from uint64
+		if req.Offset != nil {
+			o, err := pointNum(req.GetOffset())
+			if err != nil {
+				return nil, err
+			}
+			from = o
 		}
-		p := c.points[id]
-		if !matchFilter(req.GetFilter(), id, p.payload) {
-			continue
-		}
-		if uint64(len(resp.Result)) == limit {
-			resp.NextPageOffset = qdrant.NewIDNum(id)
-			break
-		}
-		resp.Result = append(resp.Result, &qdrant.RetrievedPoint{
-			Id:      qdrant.NewIDNum(id),
-			Payload: withPayload(req.GetWithPayload(), p.payload),
-			Vectors: withVectors(req.GetWithVectors(), p.vector),
-		})
-	}
-	return resp, nil
-}
-
-func (ps *pointsService) Get(_ context.Context, req *qdrant.GetPoints) (*qdrant.GetResponse, error) {
-	s := ps.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.lookup(req.GetCollectionName())
-	if !ok {
-		return nil, collectionNotFound(req.GetCollectionName())
-	}
-	resp := &qdrant.GetResponse{}
-	for _, pid := range req.GetIds() {
-		id, err := pointNum(pid)
-		if err != nil {
-			return nil, err
-		}
-		if p, ok := c.points[id]; ok {
+		resp := &qdrant.ScrollResponse{}
+		for _, id := range c.sortedIDs() {
+			if id < from {
+				continue
+			}
+			p := c.points[id]
+			if !matchFilter(req.GetFilter(), id, p.payload) {
+				continue
+			}
+			if uint64(len(resp.Result)) == limit {
+				resp.NextPageOffset = qdrant.NewIDNum(id)
+				break
+			}
 			resp.Result = append(resp.Result, &qdrant.RetrievedPoint{
 				Id:      qdrant.NewIDNum(id),
 				Payload: withPayload(req.GetWithPayload(), p.payload),
 				Vectors: withVectors(req.GetWithVectors(), p.vector),
 			})
 		}
-	}
-	return resp, nil
+		return resp, nil
+	})
+}
+
+func (ps *pointsService) Get(_ context.Context, req *qdrant.GetPoints) (*qdrant.GetResponse, error) {
+	return inCollection(ps.s, req.GetCollectionName(), func(c *collection) (*qdrant.GetResponse, error) {
+		resp := &qdrant.GetResponse{}
+		for _, pid := range req.GetIds() {
+			id, err := pointNum(pid)
+			if err != nil {
+				return nil, err
+			}
+			if p, ok := c.points[id]; ok {
+				resp.Result = append(resp.Result, &qdrant.RetrievedPoint{
+					Id:      qdrant.NewIDNum(id),
+					Payload: withPayload(req.GetWithPayload(), p.payload),
+					Vectors: withVectors(req.GetWithVectors(), p.vector),
+				})
+			}
+		}
+		return resp, nil
+	})
 }
 
 // Query implements the nearest-neighbour form of the universal query,
 // with a dense vector or a stored point's ID as input. As in Qdrant, a
 // point given by ID is left out of its own results.
 func (ps *pointsService) Query(_ context.Context, req *qdrant.QueryPoints) (*qdrant.QueryResponse, error) {
-	s := ps.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.lookup(req.GetCollectionName())
-	if !ok {
-		return nil, collectionNotFound(req.GetCollectionName())
-	}
-	in := req.GetQuery().GetNearest()
-	if in == nil {
-		return nil, status.Error(codes.InvalidArgument, "Wrong input: this stand-in supports nearest queries only")
-	}
-	var q []float32
-	exclude, hasExclude := uint64(0), false
-	switch {
-	case in.GetDense() != nil:
-		q = in.GetDense().GetData()
-	case in.GetId() != nil:
-		id, err := pointNum(in.GetId())
-		if err != nil {
-			return nil, err
+	return inCollection(ps.s, req.GetCollectionName(), func(c *collection) (*qdrant.QueryResponse, error) {
+		in := req.GetQuery().GetNearest()
+		if in == nil {
+			return nil, status.Error(codes.InvalidArgument, "Wrong input: this stand-in supports nearest queries only")
 		}
-		p, ok := c.points[id]
-		if !ok {
-			return nil, status.Errorf(codes.NotFound, "Not found: No point with id %d found", id)
+		var q []float32
+		exclude, hasExclude := uint64(0), false
+		switch {
+		case in.GetDense() != nil:
+			q = in.GetDense().GetData()
+		case in.GetId() != nil:
+			id, err := pointNum(in.GetId())
+			if err != nil {
+				return nil, err
+			}
+			p, ok := c.points[id]
+			if !ok {
+				return nil, status.Errorf(codes.NotFound, "Not found: No point with id %d found", id)
+			}
+			q, exclude, hasExclude = p.vector, id, true
+		default:
+			return nil, status.Error(codes.InvalidArgument, "Wrong input: this stand-in supports dense or ID query input only")
 		}
-		q, exclude, hasExclude = p.vector, id, true
-	default:
-		return nil, status.Error(codes.InvalidArgument, "Wrong input: this stand-in supports dense or ID query input only")
-	}
-	if uint64(len(q)) != c.size {
-		return nil, status.Errorf(codes.InvalidArgument, "Wrong input: Vector dimension error: expected dim: %d, got %d", c.size, len(q))
-	}
-	if c.distance == qdrant.Distance_Cosine {
-		q = normalize(q)
-	}
-	limit := uint64(10)
-	if req.Limit != nil {
-		limit = req.GetLimit()
-	}
-	type hit struct {
-		id    uint64
-		score float64
-	}
-	var hits []hit
-	for id, p := range c.points {
-		if hasExclude && id == exclude {
-			continue
+		if uint64(len(q)) != c.size {
+			return nil, status.Errorf(codes.InvalidArgument, "Wrong input: Vector dimension error: expected dim: %d, got %d", c.size, len(q))
 		}
-		if !matchFilter(req.GetFilter(), id, p.payload) {
-			continue
+		if c.distance == qdrant.Distance_Cosine {
+			q = normalize(q)
 		}
-		hits = append(hits, hit{id, score(c.distance, q, p.vector)})
-	}
-	better := higherIsBetter(c.distance)
-	sort.Slice(hits, func(i, j int) bool {
-		if hits[i].score != hits[j].score {
-			return (hits[i].score > hits[j].score) == better
+		limit := uint64(10)
+		if req.Limit != nil {
+			limit = req.GetLimit()
 		}
-		return hits[i].id < hits[j].id
-	})
-	if uint64(len(hits)) > limit {
-		hits = hits[:limit]
-	}
-	resp := &qdrant.QueryResponse{}
-	for _, h := range hits {
-		p := c.points[h.id]
-		resp.Result = append(resp.Result, &qdrant.ScoredPoint{
-			Id:      qdrant.NewIDNum(h.id),
-			Score:   float32(h.score),
-			Payload: withPayload(req.GetWithPayload(), p.payload),
-			Vectors: withVectors(req.GetWithVectors(), p.vector),
+		type hit struct {
+			id    uint64
+			score float64
+		}
+		var hits []hit
+		for id, p := range c.points {
+			if hasExclude && id == exclude {
+				continue
+			}
+			if !matchFilter(req.GetFilter(), id, p.payload) {
+				continue
+			}
+			hits = append(hits, hit{id, score(c.distance, q, p.vector)})
+		}
+		better := higherIsBetter(c.distance)
+		sort.Slice(hits, func(i, j int) bool {
+			if hits[i].score != hits[j].score {
+				return (hits[i].score > hits[j].score) == better
+			}
+			return hits[i].id < hits[j].id
 		})
-	}
-	return resp, nil
+		if uint64(len(hits)) > limit {
+			hits = hits[:limit]
+		}
+		resp := &qdrant.QueryResponse{}
+		for _, h := range hits {
+			p := c.points[h.id]
+			resp.Result = append(resp.Result, &qdrant.ScoredPoint{
+				Id:      qdrant.NewIDNum(h.id),
+				Score:   float32(h.score),
+				Payload: withPayload(req.GetWithPayload(), p.payload),
+				Vectors: withVectors(req.GetWithVectors(), p.vector),
+			})
+		}
+		return resp, nil
+	})
 }
 
 // matchFilter evaluates a Qdrant filter: every must, at least one should
