@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/ghostbridge/ghostbridge/internal/testenv"
 	"github.com/ghostbridge/ghostbridge/pkg/sys/libvirt"
+	"github.com/ghostbridge/ghostbridge/pkg/vm"
 )
 
 func TestGoldenVMPrintXML(t *testing.T) {
@@ -18,6 +21,17 @@ func TestGoldenVMPrintXML(t *testing.T) {
 func TestGoldenVMPrintXMLSeed(t *testing.T) {
 	args := []string{"vm", "create", "app", "--base", "debian-12.qcow2", "--disk", "20GiB", "--nic", "ovsbr1", "--hostname", "app", "--ssh-key", "../../testdata/vm/id_test.pub", "--print-xml"}
 	checkGolden(t, "vm-create-seed-print-xml.txt", args, runCLI(t, nil, args...), scrubber{})
+}
+
+// TestVMStopTimeoutExitCode pins the exit code of a graceful stop that
+// timed out (the guest ignored ACPI and is still running): 1, a runtime
+// failure, not 2, since nothing the operator typed was wrong. The timeout
+// itself is produced against a real guest in pkg/sys/libvirt's TestQEMU.
+func TestVMStopTimeoutExitCode(t *testing.T) {
+	err := fmt.Errorf("vm web: %w within 5s (running); power it off with: ghostbridge vm stop web --force", vm.ErrStopTimeout)
+	if got := exitCode(context.Background(), err); got != exitFailure {
+		t.Errorf("exit code %d, want %d", got, exitFailure)
+	}
 }
 
 func TestVMSeedBadInput(t *testing.T) {
@@ -68,6 +82,7 @@ func TestVMCLI(t *testing.T) {
 		"duplicate":       {"vm", "create", "test", "--nic", "ovsbr0"},
 		"no such vm":      {"vm", "start", "nosuchvm"},
 		"unknown profile": {"vm", "create", "x", "--profile", "gpu"},
+		"stop timeout 0":  {"vm", "stop", "test", "--timeout", "0s"},
 	} {
 		r := runCLI(t, env, args...)
 		if r.code != 2 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "Error: ") || r.stdout != "" {
@@ -93,8 +108,16 @@ func TestVMCLI(t *testing.T) {
 	if r = runCLI(t, env, "vm", "delete", "web"); r.code == 0 {
 		t.Errorf("delete of a running vm succeeded: %+v", r)
 	}
-	if r = runCLI(t, env, "vm", "stop", "web", "--force"); r.code != 0 {
-		t.Fatalf("stop: %+v", r)
+	// The test driver powers off on the ACPI request: a graceful stop
+	// waits for that and reports the guest off.
+	if r = runCLI(t, env, "vm", "stop", "web", "--timeout", "30s"); r.code != 0 || r.stdout != "web shut off\n" {
+		t.Fatalf("graceful stop: %+v", r)
+	}
+	if r = runCLI(t, env, "vm", "start", "web"); r.code != 0 {
+		t.Fatalf("start: %+v", r)
+	}
+	if r = runCLI(t, env, "vm", "stop", "web", "--force"); r.code != 0 || r.stdout != "web shut off\n" {
+		t.Fatalf("stop --force: %+v", r)
 	}
 	r = runCLI(t, env, "vm", "delete", "web", "--remove-storage")
 	if r.code != 0 || !strings.Contains(r.stdout, "removed volume default-pool/web.qcow2") {

@@ -83,17 +83,26 @@ func newVMStartCmd(a *App) *cobra.Command {
 }
 
 func newVMStopCmd(a *App) *cobra.Command {
-	var force bool
+	opts := vm.StopOptions{}
 	cmd := &cobra.Command{
 		Use:   "stop NAME",
-		Short: "Ask a guest to shut down, or power it off with --force",
+		Short: "Shut a guest down (ACPI) and wait, or power it off with --force",
+		Long: `Send the guest an ACPI shutdown and wait until it is shut off, up to
+--timeout. A guest still running then (its OS ignores ACPI or hangs on the
+way down) is left running and the command exits 1 with a hint to use
+--force. --force powers the guest off at once, like pulling the plug.
+A guest that is already off is left alone.`,
 		Example: `  ghostbridge vm stop web
-  ghostbridge vm stop web --force`,
+  ghostbridge vm stop web --timeout 5m
+  ghostbridge vm stop web --timeout 30s || ghostbridge vm stop web --force`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Timeout <= 0 {
+				return usageErrorf(fmt.Errorf("--timeout %s: want a positive duration such as 60s", opts.Timeout))
+			}
 			ctx := cmd.Context()
 			return a.withVM(ctx, false, func(d vm.Deps) error {
-				res, err := vm.Stop(ctx, d, args[0], force)
+				res, err := vm.Stop(ctx, d, args[0], opts)
 				if err != nil {
 					return err
 				}
@@ -101,7 +110,8 @@ func newVMStopCmd(a *App) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&force, "force", false, "power off at once instead of an ACPI shutdown")
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "power off at once instead of an ACPI shutdown")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", vm.DefaultStopTimeout, "how long to wait for the guest to shut off after the ACPI request")
 	return cmd
 }
 

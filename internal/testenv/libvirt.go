@@ -3,9 +3,13 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,10 +34,36 @@ type Libvirtd struct {
 	QEMUURI string
 }
 
+// LibvirtdOptions adjusts the daemon StartLibvirtdWith starts.
+type LibvirtdOptions struct {
+	// NetNS runs the daemon in that named network namespace (an OVSHost's
+	// NS). The tap devices of guests it starts are made there, where the
+	// test's userspace switch, which opens ports by name in its own
+	// namespace, can reach them.
+	NetNS string
+	// Env is added to the daemon's environment. libvirt runs ovs-vsctl for
+	// <virtualport type='openvswitch'/> with the daemon's environment and
+	// no --db, so OVS_RUNDIR=DIR points it at the database DIR/db.sock.
+	Env []string
+}
+
+// virtlogdSock is where the qemu driver hands guests' console output
+// (qemu.conf stdio_handler = "logd", the default); a guest does not start
+// without a virtlogd there.
+const virtlogdSock = "/run/libvirt/virtlogd-sock"
+
 // StartLibvirtd starts libvirtd with a private configuration and stops it
 // when the test ends. It skips (or fails when Strict) when libvirtd is not
 // installed or cannot start.
 func StartLibvirtd(t testing.TB) *Libvirtd {
+	t.Helper()
+	return StartLibvirtdWith(t, LibvirtdOptions{})
+}
+
+// StartLibvirtdWith is StartLibvirtd with options. It also starts virtlogd
+// when none is running, so qemu-driver guests can boot, and stops it with
+// the daemon.
+func StartLibvirtdWith(t testing.TB, opts LibvirtdOptions) *Libvirtd {
 	t.Helper()
 	RequireRoot(t)
 	bin, err := exec.LookPath("libvirtd")
@@ -68,8 +98,28 @@ func StartLibvirtd(t testing.TB) *Libvirtd {
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run(bin, "-f", conf, "-p", pidfile, "-d"); err != nil {
-		Skip(t, fmt.Sprintf("start libvirtd: %v", err))
+	if c, err := net.Dial("unix", virtlogdSock); err == nil {
+		_ = c.Close()
+	} else if logd, err := exec.LookPath("virtlogd"); err == nil {
+		logdPid := filepath.Join(dir, "virtlogd.pid")
+		if _, err := run(logd, "-d", "-p", logdPid); err != nil {
+			Skip(t, fmt.Sprintf("start virtlogd: %v", err))
+		}
+		// Registered after the daemon's clean-up, so it runs just before
+		// it; the test's own clean-ups, registered later still, have
+		// stopped its guests by then.
+		t.Cleanup(func() { h.stop(t, logdPid) })
+	}
+	argv := []string{bin, "-f", conf, "-p", pidfile, "-d"}
+	if opts.NetNS != "" {
+		argv = append([]string{"ip", "netns", "exec", opts.NetNS}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), opts.Env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := startWithKVMNode(dir, cmd); err != nil {
+		Skip(t, fmt.Sprintf("start libvirtd: %s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(stderr.String())))
 	}
 	for i := 0; i < 200; i++ {
 		if _, err := os.Stat(h.Socket); err == nil {
@@ -81,13 +131,15 @@ func StartLibvirtd(t testing.TB) *Libvirtd {
 	return nil
 }
 
+// stop ends the daemon whose pid is in pidfile (libvirtd or virtlogd) and
+// waits until it is gone.
 func (h *Libvirtd) stop(t testing.TB, pidfile string) {
 	pid := readPid(pidfile)
 	if pid == 0 {
 		return
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		t.Errorf("stop libvirtd %d: %v", pid, err)
+		t.Errorf("stop %s (pid %d): %v", filepath.Base(pidfile), pid, err)
 		return
 	}
 	// The lock is released only once the daemon is gone, so the next test's
@@ -98,7 +150,7 @@ func (h *Libvirtd) stop(t testing.TB, pidfile string) {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	t.Logf("libvirtd %d still running after SIGTERM; sending SIGKILL", pid)
+	t.Logf("%s: %d still running after SIGTERM; sending SIGKILL", filepath.Base(pidfile), pid)
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 
@@ -107,4 +159,56 @@ func (h *Libvirtd) stop(t testing.TB, pidfile string) {
 func (h *Libvirtd) Virsh(uri string, args ...string) (string, error) {
 	out, err := run("virsh", append([]string{"-c", uri}, args...)...)
 	return strings.TrimSpace(out), err
+}
+
+// startWithKVMNode runs cmd (which starts libvirtd as a daemon). When
+// /dev/kvm exists but only root may use it (no udev here to give it the
+// root:kvm 0660 a normal host has), it runs cmd in a private mount
+// namespace where a node with that mode is bound over /dev/kvm; the host's
+// node is not changed.
+//
+// Without it the qemu driver never trusts its capabilities cache: qemu,
+// probed as root, reports KVM, while the libvirt-qemu user cannot open
+// /dev/kvm, so libvirtd discards the cache and probes qemu again (about a
+// minute under TCG) on every define.
+func startWithKVMNode(dir string, cmd *exec.Cmd) error {
+	var st unix.Stat_t
+	if unix.Stat("/dev/kvm", &st) != nil || st.Mode&0o060 == 0o060 {
+		return cmd.Run()
+	}
+	g, err := user.LookupGroup("kvm")
+	if err != nil {
+		return cmd.Run()
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return cmd.Run()
+	}
+	node := filepath.Join(dir, "kvm")
+	if err := unix.Mknod(node, unix.S_IFCHR|0o660, int(st.Rdev)); err != nil {
+		return fmt.Errorf("mknod %s: %w", node, err)
+	}
+	if err := errors.Join(os.Chown(node, 0, gid), os.Chmod(node, 0o660)); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// The thread's mount namespace is changed for good, so the
+		// goroutine never unlocks it: the runtime then ends the thread
+		// with the goroutine instead of reusing it.
+		runtime.LockOSThread()
+		errc <- func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				return fmt.Errorf("unshare mount namespace: %w", err)
+			}
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				return fmt.Errorf("make mounts private: %w", err)
+			}
+			if err := unix.Mount(node, "/dev/kvm", "", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind %s over /dev/kvm: %w", node, err)
+			}
+			return cmd.Run()
+		}()
+	}()
+	return <-errc
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Errors the CLI maps to exit codes. ErrExists and ErrNotManaged wrap
@@ -22,6 +22,9 @@ var (
 	ErrNotFound   = errors.New("no such vm")
 	ErrRunning    = errors.New("vm is running")
 	ErrNotRunning = errors.New("vm is not running")
+	// ErrStopTimeout: a graceful stop sent the ACPI shutdown but the
+	// guest was still up when the timeout passed.
+	ErrStopTimeout = errors.New("did not shut down")
 )
 
 // DomainInfo is a domain as the hypervisor reports it.
@@ -290,47 +293,27 @@ func toVM(di DomainInfo) (VM, error) {
 	if err != nil {
 		return VM{}, fmt.Errorf("vm %s: read XML: %w", di.Name, err)
 	}
-	v := VM{Name: di.Name, State: di.State, Autostart: di.Autostart, VNCPort: p.vncPort, NICs: []NIC{}, Volumes: []VolumeRef{}}
-	if p.dom.VCPU != nil {
-		v.VCPUs = int(p.dom.VCPU.Value)
-	}
-	if p.dom.Memory != nil {
-		v.Memory = memBytes(p.dom.Memory.Value, p.dom.Memory.Unit)
-	}
+	v := VM{Name: di.Name, State: di.State, Autostart: di.Autostart, VCPUs: p.vcpus, Memory: p.memory,
+		VNCPort: p.vncPort, NICs: p.nics, Volumes: []VolumeRef{}}
 	if p.meta != nil {
 		v.Managed = true
 		v.Volumes = nonNil(p.meta.Volumes)
 	}
-	if p.dom.Devices != nil {
-		for _, i := range p.dom.Devices.Interfaces {
-			n := NIC{}
-			if i.MAC != nil {
-				n.MAC = i.MAC.Address
-			}
-			if i.Source != nil && i.Source.Bridge != nil {
-				n.Bridge = i.Source.Bridge.Bridge
-			}
-			if i.VLan != nil && len(i.VLan.Tags) == 1 {
-				n.VLAN = int(i.VLan.Tags[0].ID)
-			}
-			v.NICs = append(v.NICs, n)
-		}
-	}
 	return v, nil
 }
 
-func memBytes(v uint, unit string) uint64 {
+func memBytes(v uint64, unit string) uint64 {
 	switch strings.ToLower(unit) {
 	case "b", "bytes":
-		return uint64(v)
+		return v
 	case "", "k", "kib":
-		return uint64(v) << 10
+		return v << 10
 	case "m", "mib":
-		return uint64(v) << 20
+		return v << 20
 	case "g", "gib":
-		return uint64(v) << 30
+		return v << 30
 	}
-	return uint64(v) << 10
+	return v << 10
 }
 
 // List returns every domain on the connection, sorted by name.
@@ -382,21 +365,94 @@ func Start(ctx context.Context, d Deps, name string) (StateResult, error) {
 	return stateAfter(ctx, d, name)
 }
 
-// Stop asks the guest to shut down (ACPI), or pulls the plug with force; a
-// stopped guest is left alone. A graceful stop returns once the request is
-// sent; State tells whether the guest is already off.
-func Stop(ctx context.Context, d Deps, name string, force bool) (StateResult, error) {
+// DefaultStopTimeout is how long a graceful Stop waits for the guest to
+// power off when StopOptions.Timeout is zero.
+const DefaultStopTimeout = 60 * time.Second
+
+// stopPoll is how often a graceful Stop reads the guest's state.
+const stopPoll = 250 * time.Millisecond
+
+// StopOptions says how Stop brings a guest down.
+type StopOptions struct {
+	// Force destroys the guest at once (pulls the plug) instead of
+	// sending an ACPI shutdown.
+	Force bool
+	// Timeout bounds the wait for a graceful shutdown; zero means
+	// DefaultStopTimeout.
+	Timeout time.Duration
+}
+
+// Stop brings the guest down; a stopped guest is left alone. A graceful stop
+// sends an ACPI shutdown and waits until the guest is shut off; a guest
+// still up after the timeout (one whose OS ignores ACPI, or that hangs on
+// the way down) gives an error wrapping ErrStopTimeout, and is left running
+// for the operator to force.
+func Stop(ctx context.Context, d Deps, name string, opts StopOptions) (StateResult, error) {
 	v, err := Get(ctx, d, name)
 	if err != nil {
 		return StateResult{}, err
 	}
-	if v.State == "shut off" {
+	if v.State == stateOff {
 		return StateResult{Name: name, State: v.State}, nil
 	}
-	if err := d.Hyp.Stop(ctx, name, force); err != nil {
+	if err := d.Hyp.Stop(ctx, name, opts.Force); err != nil {
 		return StateResult{}, fmt.Errorf("vm %s: stop: %w", name, err)
 	}
-	return stateAfter(ctx, d, name)
+	if opts.Force {
+		return stateAfter(ctx, d, name)
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultStopTimeout
+	}
+	d.log().Info("shutdown requested; waiting", "vm", name, "timeout", timeout)
+	state := v.State
+	err = waitUntil(ctx, timeout, stopPoll, func(ctx context.Context) (bool, error) {
+		di, err := d.Hyp.Domain(ctx, name)
+		if err != nil {
+			return false, err
+		}
+		state = di.State
+		return state == stateOff, nil
+	})
+	if errors.Is(err, ErrStopTimeout) {
+		return StateResult{}, fmt.Errorf("vm %s: %w within %s (%s); power it off with: ghostbridge vm stop %s --force", name, ErrStopTimeout, timeout, state, name)
+	}
+	if err != nil {
+		return StateResult{}, fmt.Errorf("vm %s: wait for shutdown: %w", name, err)
+	}
+	return StateResult{Name: name, State: state, Changed: true}, nil
+}
+
+// stateOff is libvirt's name for a defined guest that is not running.
+const stateOff = "shut off"
+
+// waitUntil calls done every poll until it reports true, returns an error,
+// or timeout passes (ErrStopTimeout). done is called once at the start, so
+// a guest already down costs no wait.
+func waitUntil(ctx context.Context, timeout, poll time.Duration, done func(context.Context) (bool, error)) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		ok, err := done(ctx)
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			// One last look: the guest may have gone down in the
+			// final interval.
+			if ok, err := done(ctx); err != nil || ok {
+				return err
+			}
+			return ErrStopTimeout
+		case <-tick.C:
+		}
+	}
 }
 
 func stateAfter(ctx context.Context, d Deps, name string) (StateResult, error) {
@@ -425,7 +481,7 @@ func Delete(ctx context.Context, d Deps, name string, removeStorage bool) (Delet
 	if !v.Managed {
 		return DeleteResult{}, fmt.Errorf("vm %s: %w (no ghostbridge metadata); use virsh", name, ErrNotManaged)
 	}
-	if v.State != "shut off" {
+	if v.State != stateOff {
 		return DeleteResult{}, fmt.Errorf("vm %s: %w (%s); stop it first (vm stop --force)", name, ErrRunning, v.State)
 	}
 	if err := d.Hyp.Undefine(ctx, name); err != nil {
@@ -497,5 +553,3 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
-
-func stringsReader(s string) io.Reader { return strings.NewReader(s) }

@@ -3,6 +3,8 @@ package vm
 import (
 	"encoding/xml"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"libvirt.org/go/libvirtxml"
 )
@@ -146,42 +148,100 @@ func DomainXML(s Spec) (string, error) {
 
 // parsedDomain is what List and Console read back from libvirt's XML.
 type parsedDomain struct {
-	dom     libvirtxml.Domain
+	vcpus   int
+	memory  uint64 // bytes
+	nics    []NIC
 	meta    *Metadata
-	vncPort int
+	vncPort int // -1 when no port is allocated (the guest is off)
+}
+
+// domainDoc is the part of libvirt's domain XML that List and Console read.
+// It is a small struct rather than libvirtxml.Domain because `vm list`
+// decodes one document per guest, and decoding only these fields is several
+// times cheaper than the full schema.
+type domainDoc struct {
+	XMLName xml.Name `xml:"domain"`
+	VCPU    string   `xml:"vcpu"`
+	Memory  struct {
+		Value string `xml:",chardata"`
+		Unit  string `xml:"unit,attr"`
+	} `xml:"memory"`
+	Metadata *struct {
+		Inner string `xml:",innerxml"`
+	} `xml:"metadata"`
+	Interfaces []struct {
+		MAC struct {
+			Address string `xml:"address,attr"`
+		} `xml:"mac"`
+		Source struct {
+			Bridge string `xml:"bridge,attr"`
+		} `xml:"source"`
+		VLANTags []struct {
+			ID int `xml:"id,attr"`
+		} `xml:"vlan>tag"`
+	} `xml:"devices>interface"`
+	Graphics []struct {
+		Type string `xml:"type,attr"`
+		Port string `xml:"port,attr"`
+	} `xml:"devices>graphics"`
 }
 
 func parseDomain(text string) (parsedDomain, error) {
-	var p parsedDomain
-	if err := p.dom.Unmarshal(text); err != nil {
+	p := parsedDomain{vncPort: -1, nics: []NIC{}}
+	var doc domainDoc
+	if err := xml.Unmarshal([]byte(text), &doc); err != nil {
 		return p, err
 	}
-	if p.dom.Metadata != nil {
-		var m Metadata
-		// Other tools may keep their own elements in <metadata>; ours is
-		// found by its namespace.
-		dec := xml.NewDecoder(stringsReader("<m>" + p.dom.Metadata.XML + "</m>"))
-		for {
-			tok, err := dec.Token()
-			if err != nil {
-				break
-			}
-			if se, ok := tok.(xml.StartElement); ok && se.Name.Space == MetadataNS && se.Name.Local == "vm" {
-				if err := dec.DecodeElement(&m, &se); err == nil {
-					p.meta = &m
-				}
-				break
-			}
+	if v := strings.TrimSpace(doc.VCPU); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return p, fmt.Errorf("vcpu %q: %w", v, err)
 		}
+		p.vcpus = n
 	}
-	p.vncPort = -1
-	if p.dom.Devices != nil {
-		for _, g := range p.dom.Devices.Graphics {
-			if g.VNC != nil {
-				p.vncPort = g.VNC.Port
-				break
+	if v := strings.TrimSpace(doc.Memory.Value); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return p, fmt.Errorf("memory %q: %w", v, err)
+		}
+		p.memory = memBytes(n, doc.Memory.Unit)
+	}
+	if doc.Metadata != nil {
+		p.meta = findMetadata(doc.Metadata.Inner)
+	}
+	for _, i := range doc.Interfaces {
+		n := NIC{MAC: i.MAC.Address, Bridge: i.Source.Bridge}
+		if len(i.VLANTags) == 1 {
+			n.VLAN = i.VLANTags[0].ID
+		}
+		p.nics = append(p.nics, n)
+	}
+	for _, g := range doc.Graphics {
+		if g.Type == "vnc" {
+			if port, err := strconv.Atoi(g.Port); err == nil {
+				p.vncPort = port
 			}
+			break
 		}
 	}
 	return p, nil
+}
+
+// findMetadata returns ghostbridge's element among the <metadata> children,
+// found by its namespace: other tools may keep their own elements there.
+func findMetadata(inner string) *Metadata {
+	dec := xml.NewDecoder(strings.NewReader("<m>" + inner + "</m>"))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Space == MetadataNS && se.Name.Local == "vm" {
+			var m Metadata
+			if err := dec.DecodeElement(&m, &se); err != nil {
+				return nil
+			}
+			return &m
+		}
+	}
 }

@@ -141,3 +141,60 @@ func TestIOMMUGroup(t *testing.T) {
 		t.Errorf("missing device: %v", err)
 	}
 }
+
+// TestParseDomainLibvirtXML reads XML as libvirt hands it back (single
+// quotes, extra elements, another tool's metadata before ours, a running
+// guest's VNC port) into what `vm list` shows.
+func TestParseDomainLibvirtXML(t *testing.T) {
+	const text = `<domain type='kvm' id='3'>
+  <name>web</name>
+  <uuid>0d38cc7f-fa56-4f21-a018-a50221272e63</uuid>
+  <metadata>
+    <other:thing xmlns:other='https://example.org/other'><vm/></other:thing>
+    <gb:vm xmlns:gb='https://ghostbridge.dev/xmlns/vm/1'><gb:volume pool='default' name='web.qcow2'/></gb:vm>
+  </metadata>
+  <memory unit='KiB'>2097152</memory>
+  <currentMemory unit='KiB'>1048576</currentMemory>
+  <vcpu placement='static'>2</vcpu>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <interface type='bridge'>
+      <mac address='02:00:00:00:00:01'/>
+      <source bridge='ovsbr0'/>
+      <vlan><tag id='100'/></vlan>
+      <virtualport type='openvswitch'><parameters interfaceid='x'/></virtualport>
+      <target dev='vnet0'/>
+    </interface>
+    <interface type='network'>
+      <mac address='02:00:00:00:00:02'/>
+      <source network='default'/>
+    </interface>
+    <graphics type='spice' port='5930'/>
+    <graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1'/>
+  </devices>
+</domain>`
+	p, err := parseDomain(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.vcpus != 2 || p.memory != 2<<30 || p.vncPort != 5901 {
+		t.Errorf("vcpus %d memory %d vnc %d; want 2, 2 GiB, 5901", p.vcpus, p.memory, p.vncPort)
+	}
+	want := []NIC{{Bridge: "ovsbr0", VLAN: 100, MAC: "02:00:00:00:00:01"}, {MAC: "02:00:00:00:00:02"}}
+	if len(p.nics) != 2 || p.nics[0] != want[0] || p.nics[1] != want[1] {
+		t.Errorf("nics %+v, want %+v", p.nics, want)
+	}
+	if p.meta == nil || len(p.meta.Volumes) != 1 || p.meta.Volumes[0] != (VolumeRef{Pool: "default", Name: "web.qcow2"}) {
+		t.Errorf("metadata %+v, want ours with the one volume", p.meta)
+	}
+
+	off, err := parseDomain(`<domain type='kvm'><name>x</name><vcpu>1</vcpu><memory>65536</memory><devices><graphics type='vnc' port='-1' autoport='yes'/></devices></domain>`)
+	if err != nil || off.vncPort != -1 || off.meta != nil || off.memory != 64<<20 || len(off.nics) != 0 {
+		t.Errorf("stopped foreign guest: %+v, %v", off, err)
+	}
+	for _, bad := range []string{`<network><name>x</name></network>`, `<domain><vcpu>two</vcpu></domain>`, `<domain`} {
+		if _, err := parseDomain(bad); err == nil {
+			t.Errorf("parseDomain(%q) succeeded", bad)
+		}
+	}
+}
