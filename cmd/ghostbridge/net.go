@@ -46,9 +46,11 @@ OVS is reached through ovs-vsctl and ovs-ofctl at net.ovsdb_socket
 (GHOSTBRIDGE_NET_OVSDB_SOCKET); links, addresses and routes through
 netlink; offloads through ethtool ioctls; forwarding through /proc/sys.`
 
-// defaultNetStateDir holds the state of `net try`: on tmpfs, so a reboot
-// (which brings the boot-time network back) forgets an unconfirmed try.
-const defaultNetStateDir = "/run/ghostbridge/net"
+// defaultNetStateDir holds the state of `net try` on persistent storage:
+// OVS keeps a try's bridges across a reboot, so its record of the
+// previous state must survive too, for the boot-time `net up` to roll
+// the unconfirmed try back.
+const defaultNetStateDir = "/var/lib/ghostbridge/net"
 
 // netOptions are the flags every net command shares.
 type netOptions struct {
@@ -117,7 +119,11 @@ func newNetUpCmd(a *App, opts *netOptions) *cobra.Command {
 a second run changes nothing. The uplink's addresses and every route through
 it move to its bridge only after the bridge carries the addresses, and if a
 step fails the host is put back exactly as it was before. It refuses to run
-while a "net try" is unconfirmed.`,
+while a "net try" is unconfirmed. A try that expired unconfirmed (its
+deadline passed, or the host rebooted, with its process gone) is rolled
+back instead, and net up stops there with exit status 1, so the
+configuration that try applied is not applied again unconfirmed at boot;
+the next net up applies it.`,
 		Example: `  ghostbridge net up
   ghostbridge --config /etc/ghostbridge/config.toml net up --format json`,
 		Args: cobra.NoArgs,
@@ -125,6 +131,10 @@ while a "net try" is unconfirmed.`,
 			res, err := runNet(cmd.Context(), a, func(ctx context.Context, d netup.Deps, cfg netup.Config) (netup.Result, error) {
 				return netup.Up(ctx, d, cfg, netup.Options{StateDir: opts.StateDir})
 			})
+			var expired *netup.ExpiredTryError
+			if errors.As(err, &expired) {
+				return errors.Join(a.printNetResult(res, "restored"), err)
+			}
 			if err != nil {
 				return err
 			}

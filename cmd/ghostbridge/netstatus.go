@@ -110,9 +110,20 @@ func writeNetStatus(w io.Writer, st netup.Status) error {
 		fmt.Fprintf(&b, "%s = %s\n", k, st.Forwarding[k])
 	}
 	if p := st.PendingTry; p != nil {
-		if p.Waiting {
+		switch {
+		case p.Overdue:
+			fmt.Fprintf(&b, "try       pid %d PAST its deadline %s and not rolled back (stopped or stuck?): its watchdog or 'ghostbridge net try --rollback' kills it and restores the previous state\n",
+				p.PID, p.Deadline.UTC().Format(time.RFC3339))
+		case p.Waiting:
 			fmt.Fprintf(&b, "try       pid %d waiting for 'ghostbridge net confirm' until %s\n", p.PID, p.Deadline.UTC().Format(time.RFC3339))
-		} else {
+		case p.Expired:
+			why := "its deadline " + p.Deadline.UTC().Format(time.RFC3339) + " passed"
+			if p.Rebooted {
+				why = "the host rebooted"
+			}
+			fmt.Fprintf(&b, "try       EXPIRED unconfirmed (started %s; %s), process %d gone: 'ghostbridge net up', 'net down' or 'net try --rollback' restores the previous state\n",
+				p.Started.UTC().Format(time.RFC3339), why, p.PID)
+		default:
 			fmt.Fprintf(&b, "try       UNCONFIRMED since %s, process %d gone: 'ghostbridge net confirm' keeps it, 'ghostbridge net try --rollback' restores the previous state\n",
 				p.Started.UTC().Format(time.RFC3339), p.PID)
 		}

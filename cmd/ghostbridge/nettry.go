@@ -67,14 +67,19 @@ The try ignores SIGHUP, so a dropped SSH session does not end it: it keeps
 waiting, and "net confirm" from a new session still works. Before changing
 anything it also starts a detached watchdog process (the same command with
 --rollback-at) that rolls back at the deadline if the try process has died
-(kill -9, crash) by then. A reboot before the deadline loses both: the state
-directory is on /run.
+(kill -9, crash) by then, and kills a try process that is stopped (SIGSTOP)
+past the deadline, or stuck for 30s past it, and rolls back.
 
-The previous state is kept in --state-dir (try.json, mode 0600) while the
-try waits. If no process rolled back a try whose process died, "net up" and
-"net try" refuse to run and "net status" and "net plan" say so until "net
-confirm" keeps the new state or "net try --rollback" (or "net down")
-restores the old one.
+The previous state is kept in --state-dir (try.json, mode 0600; on disk, by
+default /var/lib/ghostbridge/net) while the try waits. If the try process
+dies before its deadline, "net up" and "net try" refuse to run and "net
+status" and "net plan" say so until "net confirm" keeps the new state or
+"net try --rollback" (or "net down") restores the old one. Like "commit
+confirmed", a try is never kept without a confirmation: once its deadline
+has passed, or the host rebooted, it has expired, "net confirm" refuses it,
+and the next "net up" (the boot-time unit), "net try", "net down" or "net
+try --rollback" restores the previous state; "net up" and "net try" then
+stop with exit status 1 instead of applying the configuration again.
 
 With --format json the command prints one object per line: {"type":"waiting"}
 with the changes once they are applied, and {"type":"result"} at the end.`,
@@ -102,7 +107,7 @@ with the changes once they are applied, and {"type":"result"} at the end.`,
 		},
 	}
 	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 120*time.Second, "how long to wait for net confirm before rolling back")
-	cmd.Flags().BoolVar(&opts.Rollback, "rollback", false, "restore the state recorded by a try whose process died unconfirmed")
+	cmd.Flags().BoolVar(&opts.Rollback, "rollback", false, "restore the state recorded by a try whose process died unconfirmed or is stuck past its deadline")
 	cmd.Flags().StringVar(&opts.RollbackAt, "rollback-at", "", "run as the watchdog of the try whose deadline is this RFC 3339 time")
 	_ = cmd.Flags().MarkHidden("rollback-at")
 	return cmd
@@ -121,7 +126,7 @@ func runNetTry(ctx context.Context, a *App, opts *netTryOptions) error {
 				werr = a.printTryWaiting(r, info, opts.Timeout)
 			},
 		})
-		if res.Applied || res.InSync {
+		if res.Applied || res.InSync || res.RolledBack {
 			werr = errors.Join(werr, a.printTryResult(res))
 		}
 		return errors.Join(err, werr)
@@ -198,11 +203,12 @@ func newNetConfirmCmd(a *App, opts *netOptions) *cobra.Command {
 		Use:   "confirm",
 		Short: "Keep the network state a running net try applied",
 		Long: `Tell the "net try" waiting in --state-dir to keep the new state. When the try
-process died before a confirmation, keep its new state and drop the record
-of the old one. Exit status is 1 when no try is pending or it is already
-rolling back.`,
+process died before its deadline, keep its new state and drop the record
+of the old one. Exit status is 1 when no try is pending, it is already
+rolling back, or it expired (its deadline passed or the host rebooted):
+an expired try is only ever rolled back.`,
 		Example: `  ghostbridge net confirm
-  ghostbridge net confirm --state-dir /run/ghostbridge/net --format json`,
+  ghostbridge net confirm --state-dir /var/lib/ghostbridge/net --format json`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{annotSkipConfig: "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {

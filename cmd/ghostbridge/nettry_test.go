@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -147,4 +149,144 @@ routes = [{ to = "2001:db8::/32", via = "203.0.113.1" }]`, "the gateway is IPv4,
 			}
 		})
 	}
+}
+
+// waitRolledBack waits, at most a minute, for the try state file in
+// stateDir to go: the watchdog has rolled back.
+func waitRolledBack(t *testing.T, stateDir string) {
+	t.Helper()
+	statePath := filepath.Join(stateDir, "try.json")
+	for i := 0; ; i++ {
+		if _, err := os.Stat(statePath); errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		if i == 600 {
+			t.Fatalf("no rollback within a minute of the deadline: %s still there", statePath)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestNetTryProcessStopped: a try process stopped with SIGSTOP cannot
+// roll back by itself; its detached watchdog kills it after the deadline
+// and rolls the host back.
+func TestNetTryProcessStopped(t *testing.T) {
+	h := testenv.OVS(t)
+	cfgFile := filepath.Join(t.TempDir(), "config.toml")
+	writeHostConfig(t, cfgFile, h, "uplink0")
+	stateDir := filepath.Join(t.TempDir(), "net")
+	before := hostState(t, h)
+
+	cmd := startTryProcess(t, h, cfgFile, stateDir, "3s")
+	if hostState(t, h) == before {
+		t.Fatal("net try changed nothing")
+	}
+	// ip netns exec execs the binary: the try process is cmd's.
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitRolledBack(t, stateDir)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Errorf("stopped try process: %v, want killed by SIGKILL", err)
+	}
+	if got := hostState(t, h); got != before {
+		t.Errorf("after the watchdog's rollback:\n%s\nwant:\n%s", got, before)
+	}
+}
+
+// TestNetUpRollsBackExpiredTry: after a reboot before a try was confirmed
+// (its process and watchdog gone, its record on disk), net up at boot
+// restores the previous state, lists what it restored, and exits 1
+// without applying the unconfirmed configuration; net status shows the
+// expired try before.
+func TestNetUpRollsBackExpiredTry(t *testing.T) {
+	h := testenv.OVS(t)
+	cfgFile := filepath.Join(t.TempDir(), "config.toml")
+	writeHostConfig(t, cfgFile, h, "uplink0")
+	stateDir := filepath.Join(t.TempDir(), "var", "lib", "ghostbridge", "net")
+	before := hostState(t, h)
+
+	cmd := startTryProcess(t, h, cfgFile, stateDir, "10m")
+	// A reboot ends the try process and its watchdog.
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killWatchdog(t, stateDir)
+	statePath := filepath.Join(stateDir, "try.json")
+	b, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	st["boot_id"] = "00000000-0000-4000-8000-000000000000"
+	if b, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(statePath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	env := append(cleanEnv(), "GHOSTBRIDGE_NET_OVSDB_SOCKET="+h.DB)
+	run := func(args ...string) (string, string, int) {
+		c := exec.Command("ip", append([]string{"netns", "exec", h.NS, builtBinary(t), "--config", cfgFile, "net"}, args...)...)
+		c.Env = env
+		var out, errOut strings.Builder
+		c.Stdout, c.Stderr = &out, &errOut
+		err := c.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errOut.String(), code
+	}
+	out, errOut, code := run("status", "--state-dir", stateDir)
+	if !strings.Contains(out, "EXPIRED unconfirmed") || !strings.Contains(out, "the host rebooted") {
+		t.Errorf("status after a reboot (exit %d):\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = run("confirm", "--state-dir", stateDir)
+	if code != 1 || !strings.Contains(errOut, "too late to confirm") {
+		t.Errorf("confirm after a reboot: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = run("up", "--state-dir", stateDir)
+	if code != 1 || !strings.Contains(out, "restored") || !strings.Contains(errOut, "rolled back the net try") || strings.Count(errOut, "Error:") != 1 {
+		t.Errorf("up after a reboot: exit %d\nstdout:\n%sstderr:\n%s", code, out, errOut)
+	}
+	if got := hostState(t, h); got != before {
+		t.Errorf("after up rolled back:\n%s\nwant:\n%s", got, before)
+	}
+	if _, _, code = run("up", "--state-dir", stateDir); code != 0 || hostState(t, h) == before {
+		t.Errorf("second up: exit %d", code)
+	}
+}
+
+// killWatchdog kills the detached watchdog of the try in stateDir.
+func killWatchdog(t *testing.T, stateDir string) {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if slices.Contains(args, "--rollback-at") && slices.Contains(args, stateDir) {
+			pid, _ := strconv.Atoi(e.Name())
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatal("no watchdog process found")
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ghostbridge/ghostbridge/pkg/sys/ethtool"
@@ -33,8 +34,9 @@ type Options struct {
 	// it did not create (a VM's tap device), detaching them.
 	Force bool
 	// StateDir holds the state of `net try` (see Try). Up refuses to run
-	// while a try is unconfirmed there; Down rolls such a try back
-	// first. Empty: no try state is consulted.
+	// while a try is unconfirmed there, and rolls back one that expired
+	// (TryInfo.Expired) and stops; Down rolls back any try whose process
+	// is gone first. Empty: no try state is consulted.
 	StateDir string
 }
 
@@ -101,8 +103,12 @@ func plural(n int, one, many string) string {
 // fails, the host is put back to the state observed before the first
 // change.
 func Up(ctx context.Context, d Deps, cfg Config, opts Options) (Result, error) {
-	if err := refusePendingTry(opts.StateDir); err != nil {
-		return Result{Changes: []Change{}}, err
+	if opts.DryRun {
+		if info, err := PendingTry(opts.StateDir); err != nil || info != nil {
+			return Result{Changes: []Change{}}, errors.Join(err, pendingErr(info))
+		}
+	} else if res, err := settlePendingTry(ctx, d, opts.StateDir, opts.OnChange); err != nil {
+		return res, err
 	}
 	cs, err := Prepare(ctx, d, cfg)
 	if err != nil {
@@ -306,6 +312,25 @@ func apply(ctx context.Context, d Deps, cs []Change, onChange func(Change), keep
 			}
 			c.offload = merged
 			err = applyOne(ctx, d, c)
+		case c.Kind == KindFlows:
+			// The flow tables of different bridges are independent, and
+			// each replace is atomic on its own bridge: install them
+			// side by side, each ovs-ofctl mostly waiting on the switch.
+			for j < len(cs) && cs[j].Kind == KindFlows {
+				j++
+			}
+			errs := make([]error, j-i)
+			var wg sync.WaitGroup
+			for k := i; k < j; k++ {
+				wg.Go(func() { errs[k-i] = applyOne(ctx, d, cs[k]) })
+			}
+			wg.Wait()
+			for k := i; k < j; k++ {
+				if errs[k-i] == nil && errors.Join(errs...) != nil {
+					done(cs[k]) // the group fails, but this one is in place
+				}
+			}
+			err = errors.Join(errs...)
 		default:
 			err = applyOne(ctx, d, c)
 		}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ghostbridge/ghostbridge/internal/testenv"
 	"github.com/ghostbridge/ghostbridge/pkg/netup"
 	"github.com/ghostbridge/ghostbridge/pkg/sys/ethtool"
@@ -153,10 +155,11 @@ func TestUpIdempotentDriftDown(t *testing.T) {
 	if len(after.uplinkAddrs) != 0 {
 		t.Errorf("uplink still has %v", after.uplinkAddrs)
 	}
-	wantDefault := netdev.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: h.Gateway, Dev: "ovsbr0"}
+	// The default route testenv added with ip (proto boot) moves as it is.
+	wantDefault := netdev.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: h.Gateway, Dev: "ovsbr0", Protocol: unix.RTPROT_BOOT}
 	movedExtra := extraRoute
 	movedExtra.Dev = "ovsbr0"
-	if !slices.Contains(after.routes, wantDefault) || !slices.Contains(after.routes, movedExtra) {
+	if !slices.ContainsFunc(after.routes, wantDefault.Equal) || !slices.ContainsFunc(after.routes, movedExtra.Equal) {
 		t.Errorf("routes %v lack %v or %v", after.routes, wantDefault, movedExtra)
 	}
 	if slices.ContainsFunc(after.routes, func(r netdev.Route) bool { return r.Dev == h.Uplink }) {
@@ -244,7 +247,7 @@ func TestUpIdempotentDriftDown(t *testing.T) {
 	}
 	sameState(t, "after down", h.full(t), fullBefore)
 	final := h.snapshot(t)
-	if !slices.Equal(final.uplinkAddrs, before.uplinkAddrs) || !slices.Equal(final.routes, before.routes) ||
+	if !slices.Equal(final.uplinkAddrs, before.uplinkAddrs) || !slices.EqualFunc(final.routes, before.routes, netdev.Route.Equal) ||
 		!equalOffloads(final.offloads, before.offloads) || len(final.bridges) != 0 {
 		t.Errorf("after down:\n%+v\nwant\n%+v", final, before)
 	}
@@ -300,7 +303,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Errorf("bad input changed something: counts %v", h.counts())
 	}
 	after := h.snapshot(t)
-	if !slices.Equal(after.uplinkAddrs, before.uplinkAddrs) || !slices.Equal(after.routes, before.routes) || len(after.bridges) != 0 {
+	if !slices.Equal(after.uplinkAddrs, before.uplinkAddrs) || !slices.EqualFunc(after.routes, before.routes, netdev.Route.Equal) || len(after.bridges) != 0 {
 		t.Errorf("host changed: %+v -> %+v", before, after)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
 	"github.com/ghostbridge/ghostbridge/pkg/sys/ovs"
+	"golang.org/x/sys/unix"
 )
 
 // Change kinds.
@@ -115,7 +116,7 @@ func plan(cfg Config, ts []target, st State) []Change {
 			}
 			var routes []netdev.Route
 			for _, r := range st.Routes {
-				if r.Dev == t.uplink {
+				if r.Uses(t.uplink) {
 					routes = append(routes, r)
 				}
 			}
@@ -244,12 +245,20 @@ func plan(cfg Config, ts []target, st State) []Change {
 		}
 		desired := desiredRoutes(t)
 		for _, r := range desired {
-			if slices.Contains(st.Routes, r) {
+			if slices.ContainsFunc(st.Routes, func(o netdev.Route) bool { return sameDesired(o, r) }) {
 				continue
 			}
 			c := Change{Kind: KindRoute, Action: "add", Bridge: t.Name, Target: r.String(), step: stepRoute, route: r}
 			if i := slices.IndexFunc(st.Routes, func(o netdev.Route) bool { return sameRouteKey(o, r) }); i >= 0 {
-				c.Action, c.Target, c.From, c.To = "replace", routeDst(r), st.Routes[i].String(), r.String()
+				// The route the configured one takes over (the uplink's
+				// default route, say) keeps what the configuration does
+				// not say: its source address, metrics and protocol.
+				o := st.Routes[i]
+				if o.Gw == r.Gw && len(o.Nexthops) == 0 {
+					r.Src, r.Protocol, r.Metrics = o.Src, o.Protocol, o.Metrics
+				}
+				c.route = r
+				c.Action, c.Target, c.From, c.To = "replace", routeDst(r), o.String(), r.String()
 			}
 			add(c)
 		}
@@ -259,11 +268,10 @@ func plan(cfg Config, ts []target, st State) []Change {
 		// addresses and before the uplink loses them.
 		if t.uplink != "" && managed {
 			for _, r := range st.Routes {
-				if r.Dev != t.uplink || slices.ContainsFunc(desired, func(o netdev.Route) bool { return sameRouteKey(o, r) }) {
+				if !r.Uses(t.uplink) || slices.ContainsFunc(desired, func(o netdev.Route) bool { return sameRouteKey(o, r) }) {
 					continue
 				}
-				moved := r
-				moved.Dev = t.Name
+				moved := r.Moved(t.uplink, t.Name)
 				add(Change{Kind: KindRoute, Action: "replace", Bridge: t.Name, Target: routeDst(r), From: r.String(), To: moved.String(), step: stepRoute, route: moved})
 			}
 		}
@@ -293,13 +301,38 @@ func plan(cfg Config, ts []target, st State) []Change {
 		}
 	}
 	slices.SortStableFunc(cs, func(a, b Change) int { return cmp.Compare(a.step, b.step) })
+	// The records of previous kernel parameters ride along in the OVS
+	// step's transaction when there is one (it runs before the sysctl
+	// step): one ovs-vsctl run fewer.
+	if i := slices.IndexFunc(cs, func(c Change) bool { return c.step == stepOVS && c.ops != nil }); i >= 0 {
+		for j := range cs {
+			if cs[j].record != nil {
+				cs[i].ops = append(slices.Clip(cs[i].ops), cs[j].record...)
+				cs[j].record = nil
+			}
+		}
+	}
 	return cs
 }
 
 // sameRouteKey reports whether a and b are the same route to the kernel:
 // a replace of one overwrites the other.
 func sameRouteKey(a, b netdev.Route) bool {
-	return a.Dst == b.Dst && kernelMetric(a) == kernelMetric(b)
+	return a.Dst == b.Dst && kernelMetric(a) == kernelMetric(b) && a.Table == b.Table
+}
+
+// sameDesired reports whether the host's route have is the configured
+// route want: equal in what the configuration decides (destination,
+// gateway, device, on-link, metric, table, type). The source address,
+// metrics and protocol are the host's to keep.
+func sameDesired(have, want netdev.Route) bool {
+	return have.Dst == want.Dst && have.Gw == want.Gw && have.Dev == want.Dev && have.OnLink == want.OnLink &&
+		kernelMetric(have) == kernelMetric(want) && have.Table == want.Table && have.Type == want.Type && len(have.Nexthops) == 0
+}
+
+// containsRoute reports whether rs holds r, equal in every field.
+func containsRoute(rs []netdev.Route, r netdev.Route) bool {
+	return slices.ContainsFunc(rs, r.Equal)
 }
 
 // ipv6DefaultMetric is the metric the kernel gives an IPv6 route added
@@ -329,6 +362,9 @@ func desiredRoutes(t target) []netdev.Route {
 	for _, r := range t.Routes {
 		rt := netdev.Route{Dst: r.To.Masked(), Gw: r.Via, Dev: t.Name}
 		rt.Metric = kernelMetric(rt)
+		if !r.Via.IsValid() {
+			rt.Scope = unix.RT_SCOPE_LINK
+		}
 		if r.Via.IsValid() && !onLink(t.Addresses, r.Via) && !slices.ContainsFunc(t.Routes, func(o Route) bool { return !o.Via.IsValid() && o.To.Contains(r.Via) }) {
 			rt.OnLink = true
 		}
@@ -385,7 +421,7 @@ func planDown(st State) []Change {
 					}
 				}
 				for _, r := range decodeRoutes(b.ExternalIDs[idUplinkRoutes], up) {
-					if !slices.Contains(st.Routes, r) {
+					if !containsRoute(st.Routes, r) {
 						cs = append(cs, Change{Kind: KindRoute, Action: "replace", Bridge: name, Target: routeDst(r), To: r.String(), step: stepRoute, route: r})
 					}
 				}

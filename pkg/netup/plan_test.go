@@ -3,6 +3,7 @@ package netup
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,18 +184,31 @@ func TestValidate(t *testing.T) {
 
 func TestRecordsRoundTrip(t *testing.T) {
 	rs := []netdev.Route{
-		{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("172.31.1.1"), Dev: "eth0", OnLink: true},
-		{Dst: netip.MustParsePrefix("2001:db8::/32"), Gw: netip.MustParseAddr("fe80::1"), Dev: "eth0", Metric: 1024},
-		{Dst: netip.MustParsePrefix("10.0.0.0/8"), Dev: "eth0"},
+		{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("172.31.1.1"), Dev: "eth0", OnLink: true,
+			Src: netip.MustParseAddr("203.0.113.10"), Protocol: 4, Metrics: netdev.Metrics{MTU: 1400, MTULock: true, AdvMSS: 1360}},
+		{Dst: netip.MustParsePrefix("2001:db8::/32"), Gw: netip.MustParseAddr("fe80::1"), Dev: "eth0", Metric: 1024, Protocol: 3},
+		{Dst: netip.MustParsePrefix("10.0.0.0/8"), Dev: "eth0", Scope: 253, Table: 100},
+		{Dst: netip.MustParsePrefix("198.51.100.0/24"), Protocol: 4, Nexthops: []netdev.Nexthop{
+			{Gw: netip.MustParseAddr("172.31.1.1"), Dev: "eth0", Weight: 1},
+			{Gw: netip.MustParseAddr("172.31.1.2"), Dev: "eth1", Weight: 3, OnLink: true}}},
 	}
 	got := decodeRoutes(encodeRoutes(rs), "eth0")
 	if len(got) != len(rs) {
 		t.Fatalf("%v", got)
 	}
 	for i := range rs {
-		if got[i] != rs[i] {
+		if !got[i].Equal(rs[i]) {
 			t.Errorf("route %d: %v, want %v", i, got[i], rs[i])
 		}
+	}
+	// Records written before routes kept every field.
+	legacy := decodeRoutes("0.0.0.0/0|172.31.1.1|true|0;10.0.0.0/8||false|5", "eth0")
+	want := []netdev.Route{
+		{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("172.31.1.1"), Dev: "eth0", OnLink: true, Protocol: 3},
+		{Dst: netip.MustParsePrefix("10.0.0.0/8"), Dev: "eth0", Metric: 5, Protocol: 3, Scope: 253},
+	}
+	if !slices.EqualFunc(legacy, want, netdev.Route.Equal) {
+		t.Errorf("legacy record: %v, want %v", legacy, want)
 	}
 	ps := []netip.Prefix{netip.MustParsePrefix("10.0.0.2/24"), netip.MustParsePrefix("2001:db8::2/64")}
 	if g := decodePrefixes(encodePrefixes(ps)); len(g) != 2 || g[0] != ps[0] || g[1] != ps[1] {
@@ -237,6 +251,23 @@ func FuzzParseAddress(f *testing.F) {
 		again, err := ParseAddress(p.String())
 		if err != nil || again != p {
 			t.Fatalf("%q -> %v does not round-trip: %v", s, p, err)
+		}
+	})
+}
+
+// FuzzDecodeRoutes: the uplink's route record comes back from OVSDB,
+// where anyone with access may have edited it; decoding never panics,
+// and what it yields encodes and decodes to itself.
+func FuzzDecodeRoutes(f *testing.F) {
+	f.Add(`[{"to":"0.0.0.0/0","via":"172.31.1.1","dev":"eth0","protocol":4,"metrics":{"mtu":1400}}]`)
+	f.Add(`[{"to":"10.0.0.0/8","dev":"","nexthops":[{"via":"10.0.0.1","dev":"eth0","weight":2}]}]`)
+	f.Add("0.0.0.0/0|172.31.1.1|true|0;10.0.0.0/8||false|5")
+	f.Add("[")
+	f.Fuzz(func(t *testing.T, s string) {
+		rs := decodeRoutes(s, "eth0")
+		again := decodeRoutes(encodeRoutes(rs), "eth0")
+		if !slices.EqualFunc(rs, again, netdev.Route.Equal) {
+			t.Errorf("%q: %v, then %v", s, rs, again)
 		}
 	})
 }

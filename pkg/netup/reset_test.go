@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ghostbridge/ghostbridge/pkg/netup"
 	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
 )
@@ -127,8 +129,8 @@ func TestTryRollbackKeepsOthersChanges(t *testing.T) {
 	if !slices.Contains(now.Links["other0"].Addrs, netip.MustParsePrefix("10.99.0.1/24")) {
 		t.Errorf("other0 lost its address: %+v", now.Links["other0"])
 	}
-	want := netdev.Route{Dst: netip.MustParsePrefix("198.51.100.0/24"), Gw: netip.MustParseAddr("10.99.0.2"), Dev: "other0"}
-	if !slices.Contains(now.Routes, want) {
+	want := netdev.Route{Dst: netip.MustParsePrefix("198.51.100.0/24"), Gw: netip.MustParseAddr("10.99.0.2"), Dev: "other0", Protocol: unix.RTPROT_BOOT}
+	if !slices.ContainsFunc(now.Routes, want.Equal) {
 		t.Errorf("route %v was removed: %v", want, now.Routes)
 	}
 	// Apart from what the others added, the host is as before the try.

@@ -294,9 +294,12 @@ func planRestore(want, cur Snapshot) []Change {
 			}
 		}
 	}
-	reachable := func(dev string) bool { _, ok := cur.Links[dev]; return ok || recreated[dev] }
+	reachable := func(r netdev.Route) bool {
+		devs := r.Devs()
+		return len(devs) > 0 && !slices.ContainsFunc(devs, func(dev string) bool { _, ok := cur.Links[dev]; return !ok && !recreated[dev] })
+	}
 	for _, r := range want.Routes {
-		if slices.Contains(cur.Routes, r) || !reachable(r.Dev) {
+		if containsRoute(cur.Routes, r) || !reachable(r) {
 			continue
 		}
 		c := Change{Kind: KindRoute, Action: "add", Target: r.String(), step: stepRoute, route: r}
@@ -306,10 +309,11 @@ func planRestore(want, cur Snapshot) []Change {
 		add(c)
 	}
 	for _, r := range cur.Routes {
-		if slices.Contains(want.Routes, r) || slices.ContainsFunc(want.Routes, func(o netdev.Route) bool { return sameRouteKey(o, r) && reachable(o.Dev) }) {
+		if containsRoute(want.Routes, r) || slices.ContainsFunc(want.Routes, func(o netdev.Route) bool { return sameRouteKey(o, r) && reachable(o) }) {
 			continue
 		}
-		if _, had := want.Links[r.Dev]; !had {
+		devs := r.Devs()
+		if len(devs) == 0 || slices.ContainsFunc(devs, func(dev string) bool { _, had := want.Links[dev]; return !had }) {
 			continue // its link goes away with its bridge
 		}
 		add(Change{Kind: KindRoute, Action: "remove", Target: r.String(), step: stepRouteDel, route: r})
@@ -365,7 +369,9 @@ func scopeOf(cs []Change) Scope {
 		addTo(&sc.Devices, c.Bridge)
 		addTo(&sc.Devices, c.dev)
 		addTo(&sc.Devices, c.uplink)
-		addTo(&sc.Devices, c.route.Dev)
+		for _, dev := range c.route.Devs() {
+			addTo(&sc.Devices, dev)
+		}
 		addTo(&sc.Sysctls, c.key)
 		if c.Kind == KindPort {
 			addTo(&sc.Devices, strings.Fields(c.Target)[0])
@@ -382,7 +388,7 @@ func inScope(c Change, sc Scope) bool {
 	case KindOffload, KindLink, KindAddress:
 		return slices.Contains(sc.Devices, c.dev)
 	case KindRoute:
-		return slices.Contains(sc.Devices, c.route.Dev)
+		return slices.ContainsFunc(c.route.Devs(), func(dev string) bool { return slices.Contains(sc.Devices, dev) })
 	case KindSysctl:
 		return c.key == "" || slices.Contains(sc.Sysctls, c.key)
 	}
@@ -437,7 +443,7 @@ func changedByUs(c Change, before, after Snapshot, sc Scope) bool {
 	case KindAddress:
 		return inDev(c.dev) && slices.Contains(before.Links[c.dev].Addrs, c.addr) != slices.Contains(after.Links[c.dev].Addrs, c.addr)
 	case KindRoute:
-		return inDev(c.route.Dev) && slices.Contains(before.Routes, c.route) != slices.Contains(after.Routes, c.route)
+		return slices.ContainsFunc(c.route.Devs(), inDev) && containsRoute(before.Routes, c.route) != containsRoute(after.Routes, c.route)
 	case KindSysctl:
 		if c.key == "" { // the ghostbridge records on the root record
 			return !maps.Equal(onlyOurs(before.RootIDs), onlyOurs(after.RootIDs))

@@ -2,6 +2,7 @@ package netup
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/ghostbridge/ghostbridge/pkg/sys/ethtool"
 	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
 	"github.com/ghostbridge/ghostbridge/pkg/sys/ovs"
+	"golang.org/x/sys/unix"
 )
 
 // OVS is what netup needs from Open vSwitch; *ovs.Client implements it.
@@ -240,21 +242,29 @@ func forwardingKeys(cfg Config) []string {
 	return ks
 }
 
-// encodeRoutes and decodeRoutes keep the uplink's routes in an
-// external_ids value: "DST|GW|onlink|METRIC;...".
+// encodeRoutes and decodeRoutes keep the uplink's routes, every field,
+// in an external_ids value as a JSON list. Records written before routes
+// kept their source, metrics and protocol ("DST|GW|onlink|METRIC;...")
+// still decode, as routes of dev.
 func encodeRoutes(rs []netdev.Route) string {
-	parts := make([]string, 0, len(rs))
-	for _, r := range rs {
-		gw := ""
-		if r.Gw.IsValid() {
-			gw = r.Gw.String()
-		}
-		parts = append(parts, fmt.Sprintf("%s|%s|%t|%d", r.Dst, gw, r.OnLink, r.Metric))
+	if len(rs) == 0 {
+		return ""
 	}
-	return strings.Join(parts, ";")
+	b, err := json.Marshal(rs)
+	if err != nil {
+		panic(fmt.Sprintf("encode routes: %v", err)) // plain values: cannot fail
+	}
+	return string(b)
 }
 
 func decodeRoutes(s, dev string) []netdev.Route {
+	if strings.HasPrefix(s, "[") {
+		var rs []netdev.Route
+		if err := json.Unmarshal([]byte(s), &rs); err == nil {
+			return rs
+		}
+		return nil
+	}
 	var out []netdev.Route
 	for _, p := range strings.Split(s, ";") {
 		f := strings.Split(p, "|")
@@ -265,8 +275,13 @@ func decodeRoutes(s, dev string) []netdev.Route {
 		if err != nil {
 			continue
 		}
-		r := netdev.Route{Dst: dst, Dev: dev, OnLink: f[2] == "true"}
+		// What those versions read and wrote: proto boot, and scope
+		// link for a route without a gateway.
+		r := netdev.Route{Dst: dst, Dev: dev, OnLink: f[2] == "true", Protocol: unix.RTPROT_BOOT}
 		r.Gw, _ = netip.ParseAddr(f[1])
+		if !r.Gw.IsValid() {
+			r.Scope = unix.RT_SCOPE_LINK
+		}
 		r.Metric, _ = strconv.Atoi(f[3])
 		out = append(out, r)
 	}

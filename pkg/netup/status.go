@@ -58,7 +58,7 @@ func GetStatus(ctx context.Context, d Deps, cfg Config) (Status, error) {
 			bs.Link = &l
 		}
 		for _, r := range st.Routes {
-			if r.Dev == t.Name {
+			if r.Uses(t.Name) {
 				bs.Routes = append(bs.Routes, r)
 			}
 		}

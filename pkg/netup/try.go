@@ -36,6 +36,10 @@ var (
 	ErrNoTry = errors.New("no net try is pending")
 	// ErrTryPending is wrapped by PendingTryError.
 	ErrTryPending = errors.New("a net try is pending")
+	// ErrTryExpired is returned by Confirm for a try that can no longer
+	// be confirmed: its deadline passed, or the host rebooted, before a
+	// confirmation came.
+	ErrTryExpired = errors.New("the net try expired unconfirmed")
 )
 
 // TryInfo describes a try that has not been confirmed or rolled back.
@@ -46,14 +50,66 @@ type TryInfo struct {
 	// Waiting is true while the try process still waits for a
 	// confirmation; false when it died (killed, host crash) before
 	// either happened.
-	Waiting bool   `json:"waiting"`
-	Path    string `json:"state_file"`
+	Waiting bool `json:"waiting"`
+	// Expired is true for a try whose process is gone and whose
+	// deadline has passed, or that was started before the host last
+	// booted: like an unconfirmed "commit confirmed", it can no longer be
+	// confirmed, and the next net up, net try, net down or net try
+	// --rollback restores the previous state.
+	Expired bool `json:"expired"`
+	// Overdue is true for a try process that still waits (stopped or
+	// stuck) past its deadline instead of rolling back: its watchdog, or
+	// Rollback, kills it and rolls back.
+	Overdue bool `json:"overdue,omitempty"`
+	// Rebooted is true when the host booted since the try started.
+	Rebooted bool `json:"rebooted,omitempty"`
+	// BootID is the kernel's boot ID when the try started.
+	BootID string `json:"boot_id,omitempty"`
+	// ProcStart is the try process's start time (clock ticks after
+	// boot, /proc/PID/stat), which tells it from a later process that
+	// got the same PID.
+	ProcStart uint64 `json:"proc_start,omitempty"`
+	Path      string `json:"state_file"`
+}
+
+// judge sets the fields of info that depend on the moment: waiting says
+// whether the try process still holds the lock.
+func (info *TryInfo) judge(now time.Time, bootID string, waiting bool) {
+	info.Waiting = waiting
+	info.Rebooted = info.BootID != "" && bootID != "" && info.BootID != bootID
+	info.Expired = !waiting && (info.Rebooted || now.After(info.Deadline))
+	info.Overdue = waiting && now.After(info.Deadline.Add(stoppedGrace))
+}
+
+// why says how an expired try expired.
+func (info TryInfo) why() string {
+	if info.Rebooted {
+		return "the host rebooted before it was confirmed"
+	}
+	return "its deadline " + info.Deadline.UTC().Format(time.RFC3339) + " passed unconfirmed"
+}
+
+// bootIDFile holds the kernel's random ID of the current boot.
+const bootIDFile = "/proc/sys/kernel/random/boot_id"
+
+// currentBootID is the kernel's ID of this boot, or "" when unreadable
+// (a try is then judged by its deadline alone).
+func currentBootID() string {
+	b, err := os.ReadFile(bootIDFile)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // PendingTryError refuses a change while a try is unconfirmed.
 type PendingTryError struct{ TryInfo }
 
 func (e *PendingTryError) Error() string {
+	if e.Expired {
+		return fmt.Sprintf("a net try started %s expired: %s (process %d is gone; state in %s): 'ghostbridge net up', 'net down' or 'net try --rollback' restores the previous state",
+			e.Started.UTC().Format(time.RFC3339), e.why(), e.PID, e.Path)
+	}
 	if e.Waiting {
 		return fmt.Sprintf("a net try (pid %d) is waiting for 'ghostbridge net confirm' until %s; confirm it or interrupt it first",
 			e.PID, e.Deadline.UTC().Format(time.RFC3339))
@@ -64,6 +120,23 @@ func (e *PendingTryError) Error() string {
 
 // Is makes errors.Is(err, ErrTryPending) true.
 func (e *PendingTryError) Is(target error) bool { return target == ErrTryPending }
+
+// ExpiredTryError is Up or Try having rolled back an expired try (see
+// TryInfo.Expired) instead of doing their own work: the configuration
+// that try applied was never confirmed, so it is not applied again
+// unasked, as at boot, where a reboot is what expired the try.
+type ExpiredTryError struct {
+	TryInfo
+	Restored int
+}
+
+func (e *ExpiredTryError) Error() string {
+	return fmt.Sprintf("%s the net try started %s (%s; %d %s restored) and stopped there, so the configuration that try applied is not applied again unconfirmed: check it, then run 'ghostbridge net try' (or 'net up')",
+		ErrRolledBack, e.Started.UTC().Format(time.RFC3339), e.why(), e.Restored, plural(e.Restored, "change", "changes"))
+}
+
+// Is makes errors.Is(err, ErrRolledBack) true.
+func (e *ExpiredTryError) Is(target error) bool { return target == ErrRolledBack }
 
 // tryState is the state file: who is trying, and the state to go back to.
 type tryState struct {
@@ -115,7 +188,9 @@ type TryResult struct {
 	Result
 	Confirmed  bool `json:"confirmed"`
 	RolledBack bool `json:"rolled_back"`
-	// Reason says why the try rolled back: "timeout" or "interrupted".
+	// Reason says why the try rolled back: "timeout", "interrupted", or
+	// "expired" when it found an earlier try expired (ExpiredTryError)
+	// and rolled that back instead.
 	Reason   string   `json:"reason,omitempty"`
 	Restored []Change `json:"restored"`
 }
@@ -147,8 +222,17 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 		if err != nil {
 			return res, err
 		}
-		st.Waiting = false // we hold the lock: its process is gone
-		return res, &PendingTryError{st.TryInfo}
+		st.judge(now(), currentBootID(), false) // we hold the lock: its process is gone
+		if !st.Expired {
+			return res, &PendingTryError{st.TryInfo}
+		}
+		restored, err := rollbackLocked(ctx, d, opts.StateDir, opts.OnChange)
+		res.Restored = restored.Changes
+		if err != nil {
+			return res, fmt.Errorf("roll back the expired net try started %s: %w", st.Started.UTC().Format(time.RFC3339), err)
+		}
+		res.RolledBack, res.Reason = true, "expired"
+		return res, &ExpiredTryError{TryInfo: st.TryInfo, Restored: len(restored.Changes)}
 	}
 	cs, err := Prepare(ctx, d, cfg)
 	if err != nil {
@@ -164,7 +248,12 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 		return res, fmt.Errorf("record the state before changing it: %w", err)
 	}
 	start := now()
-	st := tryState{Version: tryVersion, TryInfo: TryInfo{PID: os.Getpid(), Started: start.UTC(), Deadline: start.Add(opts.Timeout).UTC(), Waiting: true, Path: statePath}, Snapshot: before, Scope: scopeOf(cs)}
+	self, err := procStat(os.Getpid())
+	if err != nil {
+		return res, err
+	}
+	st := tryState{Version: tryVersion, TryInfo: TryInfo{PID: os.Getpid(), Started: start.UTC(), Deadline: start.Add(opts.Timeout).UTC(), Waiting: true,
+		BootID: currentBootID(), ProcStart: self.start, Path: statePath}, Snapshot: before, Scope: scopeOf(cs)}
 	if err := writeFileAtomic(statePath, st); err != nil {
 		return res, err
 	}
@@ -245,52 +334,6 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 	return res, fmt.Errorf("interrupted before 'net confirm': %w to the previous state", ErrRolledBack)
 }
 
-// watchdogGrace is how long after the deadline a Watchdog leaves the
-// try process to roll back by itself.
-const watchdogGrace = time.Second
-
-// Watchdog guards the try in dir whose deadline is deadline from the
-// death of its process: it returns as soon as that try is confirmed or
-// rolled back, and once the deadline has passed and the try process is
-// gone without either, it rolls the try back like Rollback. While the try
-// process lives it only waits: that process rolls back by itself. It is
-// meant to run in its own session, detached from the terminal the try
-// was started from.
-func Watchdog(ctx context.Context, d Deps, dir string, deadline time.Time, onChange func(Change)) (Result, error) {
-	res := Result{Changes: []Change{}}
-	path := filepath.Join(dir, tryStateFile)
-	for {
-		st, err := readTry(path)
-		if errors.Is(err, fs.ErrNotExist) || (err == nil && !st.Deadline.Equal(deadline)) {
-			return res, nil // confirmed, rolled back, or another try's
-		}
-		if err != nil {
-			return res, err
-		}
-		left := time.Until(deadline.Add(watchdogGrace))
-		if left <= 0 {
-			lock, err := lockTry(dir)
-			if err == nil {
-				lock.Close()
-				res, err := Rollback(ctx, d, dir, onChange)
-				if errors.Is(err, ErrNoTry) {
-					return res, nil
-				}
-				return res, err
-			}
-			if !errors.Is(err, ErrTryPending) {
-				return res, err
-			}
-			left = 0 // the try process lives and is rolling back
-		}
-		select {
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-time.After(min(max(left, 100*time.Millisecond), time.Second)):
-		}
-	}
-}
-
 // acceptConfirms passes on each connection that asks to confirm.
 func acceptConfirms(ln net.Listener, out chan<- net.Conn, stop <-chan struct{}) {
 	for {
@@ -357,8 +400,16 @@ func Confirm(ctx context.Context, dir string) (ConfirmResult, error) {
 		return ConfirmResult{}, fmt.Errorf("too late to confirm: %w", err)
 	}
 	defer lock.Close()
-	if _, err := os.Stat(statePath); errors.Is(err, fs.ErrNotExist) {
+	st, err := readTry(statePath)
+	if errors.Is(err, fs.ErrNotExist) {
 		return ConfirmResult{}, fmt.Errorf("too late to confirm: %w (try %d has finished)", ErrNoTry, info.PID)
+	}
+	if err != nil {
+		return ConfirmResult{}, err
+	}
+	if st.judge(time.Now(), currentBootID(), false); st.Expired {
+		return ConfirmResult{}, fmt.Errorf("too late to confirm the try of pid %d: %s; 'ghostbridge net up', 'net down' or 'net try --rollback' restores the previous state: %w",
+			st.PID, st.why(), ErrTryExpired)
 	}
 	if err := os.Remove(statePath); err != nil {
 		return ConfirmResult{}, err
@@ -366,14 +417,20 @@ func Confirm(ctx context.Context, dir string) (ConfirmResult, error) {
 	return ConfirmResult{Confirmed: true, Orphaned: true, PID: info.PID}, nil
 }
 
-// Rollback restores the state recorded by a try whose process died.
+// Rollback restores the state recorded by a try whose process died, or
+// that is stuck past its deadline (see Watchdog; it is killed first).
 func Rollback(ctx context.Context, d Deps, dir string, onChange func(Change)) (Result, error) {
-	res := Result{Changes: []Change{}}
-	lock, err := lockTry(dir)
+	lock, err := lockOverdue(ctx, dir, time.Now)
 	if err != nil {
-		return res, err
+		return Result{Changes: []Change{}}, err
 	}
 	defer lock.Close()
+	return rollbackLocked(ctx, d, dir, onChange)
+}
+
+// rollbackLocked is Rollback with the lock held by the caller.
+func rollbackLocked(ctx context.Context, d Deps, dir string, onChange func(Change)) (Result, error) {
+	res := Result{Changes: []Change{}}
 	statePath := filepath.Join(dir, tryStateFile)
 	st, err := readTry(statePath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -409,20 +466,39 @@ func PendingTry(dir string) (*TryInfo, error) {
 	info := st.TryInfo
 	lock, err := lockTry(dir)
 	if err == nil {
-		info.Waiting = false
 		lock.Close()
 	} else if !errors.Is(err, ErrTryPending) {
 		return nil, err
 	}
+	info.judge(time.Now(), currentBootID(), err != nil)
 	return &info, nil
 }
 
-func refusePendingTry(dir string) error {
-	info, err := PendingTry(dir)
-	if err != nil || info == nil {
-		return err
+func pendingErr(info *TryInfo) error {
+	if info == nil {
+		return nil
 	}
 	return &PendingTryError{*info}
+}
+
+// settlePendingTry lets Up run when no try is pending in dir. A pending
+// try that expired is rolled back, and Up stops there with an
+// *ExpiredTryError; any other pending try is a *PendingTryError.
+func settlePendingTry(ctx context.Context, d Deps, dir string, onChange func(Change)) (Result, error) {
+	res := Result{Changes: []Change{}}
+	info, err := PendingTry(dir)
+	if err != nil || info == nil {
+		return res, err
+	}
+	if !info.Expired {
+		return res, &PendingTryError{*info}
+	}
+	res, err = Rollback(ctx, d, dir, onChange)
+	if err != nil {
+		return res, fmt.Errorf("roll back the expired net try started %s: %w", info.Started.UTC().Format(time.RFC3339), err)
+	}
+	res.Applied = len(res.Changes) > 0
+	return res, &ExpiredTryError{TryInfo: *info, Restored: len(res.Changes)}
 }
 
 // tryLock is an exclusive flock on the state directory's lock file.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/ghostbridge/ghostbridge/internal/testenv"
 	"github.com/ghostbridge/ghostbridge/pkg/netup"
@@ -28,7 +29,8 @@ import (
 )
 
 // extraRoute is a route through the uplink besides the default one.
-var extraRoute = netdev.Route{Dst: netip.MustParsePrefix("192.0.2.0/24"), Gw: netip.MustParseAddr("10.77.0.1"), Dev: "uplink0"}
+// ip adds it with proto boot.
+var extraRoute = netdev.Route{Dst: netip.MustParsePrefix("192.0.2.0/24"), Gw: netip.MustParseAddr("10.77.0.1"), Dev: "uplink0", Protocol: unix.RTPROT_BOOT}
 
 // prepareHost gives the test host what a real uplink has before the
 // first converge: every offload on and a second route via the uplink.
@@ -100,7 +102,7 @@ func TestTryWithoutConfirmRollsBack(t *testing.T) {
 	moved := extraRoute
 	moved.Dev = "ovsbr0"
 	if len(during.Bridges) != 2 || !slices.Contains(during.Links["ovsbr0"].Addrs, h.UplinkAddr) ||
-		!slices.Contains(during.Routes, moved) || during.Sysctl[netup.SysctlIPv4Forward] != "1" {
+		!slices.ContainsFunc(during.Routes, moved.Equal) || during.Sysctl[netup.SysctlIPv4Forward] != "1" {
 		t.Errorf("while waiting: bridges %d, ovsbr0 %+v, routes %v, forwarding %v", len(during.Bridges), during.Links["ovsbr0"], during.Routes, during.Sysctl)
 	}
 	sameState(t, "after rollback", h.full(t), before)
@@ -205,6 +207,7 @@ const (
 	envUplink  = "GHOSTBRIDGE_TRY_UPLINK"
 	envAddr    = "GHOSTBRIDGE_TRY_ADDR"
 	envGateway = "GHOSTBRIDGE_TRY_GATEWAY"
+	envTimeout = "GHOSTBRIDGE_TRY_TIMEOUT"
 )
 
 // TestMain doubles as the try process that TestTryKilled starts and
@@ -234,7 +237,11 @@ func tryHelper() error {
 	}
 	h.deps = netup.Deps{OVS: h.ovs, Links: h.nl, Offloads: h.eth,
 		Sysctl: sysctl.Proc{Run: func(fn func() error) error { return netdev.Do(ns, fn) }}}
-	_, err = netup.Try(context.Background(), h.deps, h.config(), netup.TryOptions{StateDir: os.Getenv(envDir), Timeout: time.Hour,
+	timeout, err := time.ParseDuration(os.Getenv(envTimeout))
+	if err != nil {
+		return err
+	}
+	_, err = netup.Try(context.Background(), h.deps, h.config(), netup.TryOptions{StateDir: os.Getenv(envDir), Timeout: timeout,
 		OnWaiting: func(netup.Result, netup.TryInfo) { fmt.Println("waiting") }})
 	return fmt.Errorf("try returned: %w", err)
 }
@@ -243,9 +250,23 @@ func tryHelper() error {
 // configuration and kills it with SIGKILL, as a crash or `kill -9` would.
 func (h *host) startTryAndKill(t *testing.T, dir string) {
 	t.Helper()
+	cmd := h.startTry(t, dir, time.Hour)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if _, err := os.Stat(filepath.Join(dir, "try.json")); err != nil {
+		t.Fatalf("no state left by the killed try: %v", err)
+	}
+}
+
+// startTry runs a try with timeout in a child process (no watchdog) and
+// returns once it has applied the configuration and waits.
+func (h *host) startTry(t *testing.T, dir string, timeout time.Duration) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), envHelper+"=1", envNS+"="+h.NS, envDB+"="+h.DB, envDir+"="+dir, envUplink+"="+h.Uplink,
-		envAddr+"="+h.UplinkAddr.String(), envGateway+"="+h.Gateway.String())
+		envAddr+"="+h.UplinkAddr.String(), envGateway+"="+h.Gateway.String(), envTimeout+"="+timeout.String())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -262,16 +283,13 @@ func (h *host) startTryAndKill(t *testing.T, dir string) {
 		waited = sc.Text() == "waiting"
 		lines = append(lines, sc.Text())
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
 	if !waited {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		t.Fatalf("try helper never waited:\n%s\n%s", strings.Join(lines, "\n"), stderr.String())
 	}
-	if _, err := os.Stat(filepath.Join(dir, "try.json")); err != nil {
-		t.Fatalf("no state left by the killed try: %v", err)
-	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd
 }
 
 // TestTryKilled: a try process killed while waiting leaves its state

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
@@ -34,32 +35,181 @@ type Link struct {
 	Addrs []netip.Prefix `json:"addresses"`
 }
 
-// Route is one unicast route of the main table.
+// Route is one route of any table but the kernel's local one, with what
+// `ip route` can set on it, so a route moved between devices or put back
+// keeps its preferred source, metrics, protocol, scope and table. The
+// zero Type and Table stand for unicast and main; Routes fills every
+// other field as the kernel reports it, so a Route read back equals the
+// one written when the kernel kept it.
 type Route struct {
-	Dst    netip.Prefix `json:"to"`
-	Gw     netip.Addr   `json:"via,omitzero"`
-	Dev    string       `json:"dev"`
-	OnLink bool         `json:"onlink,omitempty"`
-	Metric int          `json:"metric,omitempty"`
+	Dst netip.Prefix `json:"to"`
+	Gw  netip.Addr   `json:"via,omitzero"`
+	// Dev is the output device; "" for a multipath route (its devices
+	// are in Nexthops) and for routes of types with no device.
+	Dev    string `json:"dev"`
+	OnLink bool   `json:"onlink,omitempty"`
+	Metric int    `json:"metric,omitempty"`
+	// Src is the preferred source address (ip route ... src).
+	Src netip.Addr `json:"src,omitzero"`
+	// Protocol is what installed the route (RTPROT_*: 3 boot, 4 static,
+	// 16 dhcp ...); 0 is unspec.
+	Protocol int `json:"protocol,omitempty"`
+	// Scope is the RT_SCOPE_* value: 0 global, 253 link, 254 host.
+	Scope int `json:"scope,omitempty"`
+	// Type is the RTN_* route type; 0 stands for unicast.
+	Type int `json:"type,omitempty"`
+	// Table is the routing table; 0 stands for main (254).
+	Table    int       `json:"table,omitempty"`
+	Metrics  Metrics   `json:"metrics,omitzero"`
+	Nexthops []Nexthop `json:"nexthops,omitempty"`
+}
+
+// Metrics are a route's RTA_METRICS (ip route ... mtu 1400 advmss ...);
+// zero fields are unset.
+type Metrics struct {
+	MTU              int    `json:"mtu,omitempty"`
+	MTULock          bool   `json:"mtu_lock,omitempty"`
+	AdvMSS           int    `json:"advmss,omitempty"`
+	Window           int    `json:"window,omitempty"`
+	RTT              int    `json:"rtt,omitempty"`
+	RTTVar           int    `json:"rttvar,omitempty"`
+	Ssthresh         int    `json:"ssthresh,omitempty"`
+	Cwnd             int    `json:"cwnd,omitempty"`
+	Reordering       int    `json:"reordering,omitempty"`
+	Hoplimit         int    `json:"hoplimit,omitempty"`
+	InitCwnd         int    `json:"initcwnd,omitempty"`
+	InitRwnd         int    `json:"initrwnd,omitempty"`
+	Features         int    `json:"features,omitempty"`
+	RTOMin           int    `json:"rto_min,omitempty"`
+	RTOMinLock       bool   `json:"rto_min_lock,omitempty"`
+	QuickACK         int    `json:"quickack,omitempty"`
+	Congctl          string `json:"congctl,omitempty"`
+	FastOpenNoCookie int    `json:"fastopen_no_cookie,omitempty"`
+}
+
+// Nexthop is one path of a multipath route.
+type Nexthop struct {
+	Gw  netip.Addr `json:"via,omitzero"`
+	Dev string     `json:"dev"`
+	// Weight is ip's weight: 1 + the kernel's rtnh_hops.
+	Weight int  `json:"weight"`
+	OnLink bool `json:"onlink,omitempty"`
+}
+
+// Equal reports whether r and o are the same route in every field.
+func (r Route) Equal(o Route) bool {
+	return r.Dst == o.Dst && r.Gw == o.Gw && r.Dev == o.Dev && r.OnLink == o.OnLink && r.Metric == o.Metric &&
+		r.Src == o.Src && r.Protocol == o.Protocol && r.Scope == o.Scope && r.Type == o.Type && r.Table == o.Table &&
+		r.Metrics == o.Metrics && slices.Equal(r.Nexthops, o.Nexthops)
+}
+
+// Uses reports whether r sends traffic out of dev, directly or through
+// one of its nexthops.
+func (r Route) Uses(dev string) bool {
+	return r.Dev == dev || slices.ContainsFunc(r.Nexthops, func(n Nexthop) bool { return n.Dev == dev })
+}
+
+// Devs lists the devices r uses.
+func (r Route) Devs() []string {
+	var ds []string
+	if r.Dev != "" {
+		ds = append(ds, r.Dev)
+	}
+	for _, n := range r.Nexthops {
+		if n.Dev != "" && !slices.Contains(ds, n.Dev) {
+			ds = append(ds, n.Dev)
+		}
+	}
+	return ds
+}
+
+// Moved is r with every use of device from replaced by to; everything
+// else about the route stays.
+func (r Route) Moved(from, to string) Route {
+	m := r
+	if m.Dev == from {
+		m.Dev = to
+	}
+	m.Nexthops = slices.Clone(r.Nexthops)
+	for i := range m.Nexthops {
+		if m.Nexthops[i].Dev == from {
+			m.Nexthops[i].Dev = to
+		}
+	}
+	return m
 }
 
 // String renders r the way `ip route` does.
 func (r Route) String() string {
-	s := r.Dst.String()
+	var b strings.Builder
+	switch r.Type {
+	case 0, unix.RTN_UNICAST:
+	default:
+		fmt.Fprintf(&b, "type %d ", r.Type)
+	}
 	if r.Dst.Bits() == 0 {
-		s = "default"
+		b.WriteString("default")
+	} else {
+		b.WriteString(r.Dst.String())
 	}
 	if r.Gw.IsValid() {
-		s += " via " + r.Gw.String()
+		b.WriteString(" via " + r.Gw.String())
 	}
-	s += " dev " + r.Dev
-	if r.OnLink {
-		s += " onlink"
+	if r.Dev != "" {
+		b.WriteString(" dev " + r.Dev)
+	}
+	if r.Table != 0 && r.Table != unix.RT_TABLE_MAIN {
+		fmt.Fprintf(&b, " table %d", r.Table)
+	}
+	if name, ok := protoNames[r.Protocol]; ok {
+		b.WriteString(" proto " + name)
+	} else if r.Protocol != 0 {
+		fmt.Fprintf(&b, " proto %d", r.Protocol)
+	}
+	switch r.Scope {
+	case 0:
+	case unix.RT_SCOPE_LINK:
+		b.WriteString(" scope link")
+	case unix.RT_SCOPE_HOST:
+		b.WriteString(" scope host")
+	default:
+		fmt.Fprintf(&b, " scope %d", r.Scope)
+	}
+	if r.Src.IsValid() {
+		b.WriteString(" src " + r.Src.String())
 	}
 	if r.Metric != 0 {
-		s += fmt.Sprintf(" metric %d", r.Metric)
+		fmt.Fprintf(&b, " metric %d", r.Metric)
 	}
-	return s
+	if r.OnLink {
+		b.WriteString(" onlink")
+	}
+	if r.Metrics.MTU != 0 {
+		lock := ""
+		if r.Metrics.MTULock {
+			lock = "lock "
+		}
+		fmt.Fprintf(&b, " mtu %s%d", lock, r.Metrics.MTU)
+	}
+	if r.Metrics.AdvMSS != 0 {
+		fmt.Fprintf(&b, " advmss %d", r.Metrics.AdvMSS)
+	}
+	for _, n := range r.Nexthops {
+		b.WriteString(" nexthop")
+		if n.Gw.IsValid() {
+			b.WriteString(" via " + n.Gw.String())
+		}
+		fmt.Fprintf(&b, " dev %s weight %d", n.Dev, n.Weight)
+		if n.OnLink {
+			b.WriteString(" onlink")
+		}
+	}
+	return b.String()
+}
+
+var protoNames = map[int]string{
+	unix.RTPROT_REDIRECT: "redirect", unix.RTPROT_KERNEL: "kernel", unix.RTPROT_BOOT: "boot",
+	unix.RTPROT_STATIC: "static", unix.RTPROT_RA: "ra", unix.RTPROT_DHCP: "dhcp",
 }
 
 // Handle talks rtnetlink in one network namespace.
@@ -142,9 +292,13 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
 }
 
-// Routes lists the unicast routes of the main table, both families.
+// Routes lists the routes of both families in every table but the
+// kernel's local one: unicast routes and the device-less kinds an
+// operator adds (blackhole, unreachable, prohibit, throw). Routes the
+// kernel derives from addresses (proto kernel) and IPv6 link-local and
+// multicast routes are left out: they come and go with their addresses.
 func (h *Handle) Routes() ([]Route, error) {
-	rs, err := h.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	rs, err := h.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
@@ -158,10 +312,22 @@ func (h *Handle) Routes() ([]Route, error) {
 	}
 	var out []Route
 	for _, r := range rs {
-		if r.Type != unix.RTN_UNICAST || r.Protocol == unix.RTPROT_KERNEL {
+		switch r.Type {
+		case unix.RTN_UNICAST, unix.RTN_BLACKHOLE, unix.RTN_UNREACHABLE, unix.RTN_PROHIBIT, unix.RTN_THROW:
+		default:
 			continue
 		}
-		rt := Route{Dev: names[r.LinkIndex], OnLink: r.Flags&unix.RTNH_F_ONLINK != 0, Metric: r.Priority}
+		if r.Table == unix.RT_TABLE_LOCAL || r.Protocol == unix.RTPROT_KERNEL {
+			continue
+		}
+		rt := Route{Dev: names[r.LinkIndex], OnLink: r.Flags&unix.RTNH_F_ONLINK != 0, Metric: r.Priority,
+			Protocol: int(r.Protocol), Scope: int(r.Scope), Type: r.Type, Table: r.Table, Metrics: metricsOf(r)}
+		if rt.Type == unix.RTN_UNICAST {
+			rt.Type = 0
+		}
+		if rt.Table == unix.RT_TABLE_MAIN {
+			rt.Table = 0
+		}
 		if r.Dst != nil {
 			rt.Dst, _ = prefixOf(r.Dst)
 		} else if r.Family == unix.AF_INET6 {
@@ -169,9 +335,10 @@ func (h *Handle) Routes() ([]Route, error) {
 		} else {
 			rt.Dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
 		}
-		if r.Gw != nil {
-			a, _ := netip.AddrFromSlice(r.Gw)
-			rt.Gw = a.Unmap()
+		rt.Gw = addrOf(r.Gw)
+		rt.Src = addrOf(r.Src)
+		for _, nh := range r.MultiPath {
+			rt.Nexthops = append(rt.Nexthops, Nexthop{Gw: addrOf(nh.Gw), Dev: names[nh.LinkIndex], Weight: nh.Hops + 1, OnLink: nh.Flags&unix.RTNH_F_ONLINK != 0})
 		}
 		if rt.Dst.Addr().Is6() && rt.Dst.Addr().IsLinkLocalUnicast() || rt.Dst.Addr().IsMulticast() {
 			continue
@@ -179,6 +346,21 @@ func (h *Handle) Routes() ([]Route, error) {
 		out = append(out, rt)
 	}
 	return out, nil
+}
+
+func addrOf(ip net.IP) netip.Addr {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+func metricsOf(r netlink.Route) Metrics {
+	return Metrics{MTU: r.MTU, MTULock: r.MTULock, AdvMSS: r.AdvMSS, Window: r.Window, RTT: r.Rtt, RTTVar: r.RttVar,
+		Ssthresh: r.Ssthresh, Cwnd: r.Cwnd, Reordering: r.Reordering, Hoplimit: r.Hoplimit, InitCwnd: r.InitCwnd,
+		InitRwnd: r.InitRwnd, Features: r.Features, RTOMin: r.RtoMin, RTOMinLock: r.RtoMinLock, QuickACK: r.QuickACK,
+		Congctl: r.Congctl, FastOpenNoCookie: r.FastOpenNoCookie}
 }
 
 func (h *Handle) link(name string) (netlink.Link, error) {
@@ -249,18 +431,42 @@ func (h *Handle) DelAddr(dev string, p netip.Prefix) error {
 }
 
 func (h *Handle) nlRoute(r Route) (*netlink.Route, error) {
-	l, err := h.link(r.Dev)
-	if err != nil {
-		return nil, err
+	m := r.Metrics
+	nr := &netlink.Route{Dst: ipNet(r.Dst), Priority: r.Metric, Table: r.Table, Type: r.Type,
+		Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope),
+		MTU: m.MTU, MTULock: m.MTULock, AdvMSS: m.AdvMSS, Window: m.Window, Rtt: m.RTT, RttVar: m.RTTVar,
+		Ssthresh: m.Ssthresh, Cwnd: m.Cwnd, Reordering: m.Reordering, Hoplimit: m.Hoplimit, InitCwnd: m.InitCwnd,
+		InitRwnd: m.InitRwnd, Features: m.Features, RtoMin: m.RTOMin, RtoMinLock: m.RTOMinLock, QuickACK: m.QuickACK,
+		Congctl: m.Congctl, FastOpenNoCookie: m.FastOpenNoCookie}
+	if r.Dev != "" {
+		l, err := h.link(r.Dev)
+		if err != nil {
+			return nil, err
+		}
+		nr.LinkIndex = l.Attrs().Index
 	}
-	nr := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipNet(r.Dst), Priority: r.Metric, Table: unix.RT_TABLE_MAIN}
 	if r.Gw.IsValid() {
 		nr.Gw = r.Gw.AsSlice()
-	} else {
-		nr.Scope = netlink.SCOPE_LINK
+	}
+	if r.Src.IsValid() {
+		nr.Src = r.Src.AsSlice()
 	}
 	if r.OnLink {
 		nr.Flags = int(netlink.FLAG_ONLINK)
+	}
+	for _, n := range r.Nexthops {
+		l, err := h.link(n.Dev)
+		if err != nil {
+			return nil, err
+		}
+		nh := &netlink.NexthopInfo{LinkIndex: l.Attrs().Index, Hops: max(n.Weight-1, 0)}
+		if n.Gw.IsValid() {
+			nh.Gw = n.Gw.AsSlice()
+		}
+		if n.OnLink {
+			nh.Flags = int(netlink.FLAG_ONLINK)
+		}
+		nr.MultiPath = append(nr.MultiPath, nh)
 	}
 	return nr, nil
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ghostbridge/ghostbridge/internal/testenv"
 	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
 )
@@ -40,25 +42,44 @@ func TestAddressesAndRoutes(t *testing.T) {
 		t.Error("added address not seen")
 	}
 	// The provider's /32 style: a gateway outside every prefix, on-link.
-	r := netdev.Route{Dst: netip.MustParsePrefix("198.51.100.0/24"), Gw: netip.MustParseAddr("172.31.1.1"), Dev: h.Uplink, OnLink: true}
-	if err := nl.ReplaceRoute(r); err != nil {
-		t.Fatal(err)
+	r := netdev.Route{Dst: netip.MustParsePrefix("198.51.100.0/24"), Gw: netip.MustParseAddr("172.31.1.1"), Dev: h.Uplink, OnLink: true, Protocol: unix.RTPROT_BOOT}
+	// Every field a moved route must keep, in a table of its own.
+	full := netdev.Route{Dst: netip.MustParsePrefix("203.0.113.0/24"), Gw: h.Gateway, Dev: h.Uplink, Metric: 7,
+		Src: h.UplinkAddr.Addr(), Protocol: unix.RTPROT_STATIC, Table: 100,
+		Metrics: netdev.Metrics{MTU: 1400, MTULock: true, AdvMSS: 1360, InitCwnd: 10}}
+	link := netdev.Route{Dst: netip.MustParsePrefix("10.66.0.0/24"), Dev: h.Uplink, Protocol: unix.RTPROT_STATIC, Scope: unix.RT_SCOPE_LINK}
+	multi := netdev.Route{Dst: netip.MustParsePrefix("10.55.0.0/16"), Protocol: unix.RTPROT_STATIC, Nexthops: []netdev.Nexthop{
+		{Gw: h.Gateway, Dev: h.Uplink, Weight: 1}, {Gw: netip.MustParseAddr("10.77.0.3"), Dev: h.Uplink, Weight: 3}}}
+	for _, x := range []netdev.Route{r, full, link, multi} {
+		if err := nl.ReplaceRoute(x); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rs, err := nl.Routes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	def := netdev.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: h.Gateway, Dev: h.Uplink}
-	if !slices.Contains(rs, r) || !slices.Contains(rs, def) {
-		t.Errorf("routes %v lack %v or %v", rs, r, def)
+	def := netdev.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: h.Gateway, Dev: h.Uplink, Protocol: unix.RTPROT_BOOT}
+	for _, want := range []netdev.Route{r, full, link, multi, def} {
+		if !slices.ContainsFunc(rs, want.Equal) {
+			t.Errorf("routes lack %v:\n%v", want, rs)
+		}
 	}
-	if err := nl.DelRoute(r); err != nil {
-		t.Fatal(err)
+	if !multi.Uses(h.Uplink) || multi.Uses("ovsbr0") || !slices.Equal(multi.Moved(h.Uplink, "ovsbr0").Devs(), []string{"ovsbr0"}) || multi.Nexthops[0].Dev != h.Uplink {
+		t.Errorf("Uses/Moved/Devs of %v", multi)
+	}
+	for _, x := range []netdev.Route{r, full, link, multi} {
+		if err := nl.DelRoute(x); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := nl.DelAddr(h.Uplink, extra); err != nil {
 		t.Fatal(err)
 	}
-	if hasAddr(extra) || nl.Changes() != 4 {
+	if rs, err = nl.Routes(); err != nil || !slices.EqualFunc(rs, []netdev.Route{def}, netdev.Route.Equal) {
+		t.Errorf("after removal: %v %v", rs, err)
+	}
+	if hasAddr(extra) || nl.Changes() != 10 {
 		t.Errorf("after removal: changes %d", nl.Changes())
 	}
 	if err := nl.SetUp("nosuch0"); err == nil {
