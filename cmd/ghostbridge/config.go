@@ -28,6 +28,46 @@ var flagForKey = map[string]string{
 	"snap.dir":      "dir",
 	"snap.interval": "interval",
 	"snap.keep":     "keep",
+	// The same flag name on two nouns: keyFlag tells them apart.
+	"snap.metrics_listen":   metricsListenFlag,
+	"vector.metrics_listen": metricsListenFlag,
+}
+
+// keyFlag returns the flag of cmd that overrides key, or nil. A key of a
+// table named after a command noun ([snap], [vector], ...) is overridden
+// only by the commands under that noun: flag names repeat across nouns
+// with other meanings (--source on vector search filters by source;
+// --metrics-listen on snap run and on vector sync names two listeners).
+func keyFlag(cmd *cobra.Command, key string) *pflag.Flag {
+	name, ok := flagForKey[key]
+	if !ok {
+		return nil
+	}
+	if table, _, found := strings.Cut(key, "."); found && isNoun(cmd.Root(), table) && nounOf(cmd) != table {
+		return nil
+	}
+	return cmd.Flags().Lookup(name)
+}
+
+// isNoun reports whether root has a command named name.
+func isNoun(root *cobra.Command, name string) bool {
+	for _, c := range root.Commands() {
+		if c.Name() == name {
+			return true
+		}
+	}
+	return false
+}
+
+// nounOf is the first word of cmd's path after the root: "snap" for
+// "ghostbridge snap run"; "" for the root itself.
+func nounOf(cmd *cobra.Command) string {
+	for c := cmd; c.HasParent(); c = c.Parent() {
+		if !c.Parent().HasParent() {
+			return c.Name()
+		}
+	}
+	return ""
 }
 
 // envPrefix starts every environment variable ghostbridge reads for config.
@@ -116,7 +156,7 @@ func (a *App) loadConfig(cmd *cobra.Command, src configSource, layered bool) (lo
 			return lc, fmt.Errorf("environment: %w", err)
 		}
 		for _, k := range configKeys {
-			f := cmd.Flags().Lookup(flagForKey[k.Key])
+			f := keyFlag(cmd, k.Key)
 			if f == nil {
 				continue
 			}
@@ -146,6 +186,7 @@ func (a *App) loadConfig(cmd *cobra.Command, src configSource, layered bool) (lo
 	v.SetDefault("snap.interval", def.Snap.Interval.String())
 	v.SetDefault("snap.keep", def.Snap.Keep.String())
 	v.SetDefault("snap.tiers", []any{})
+	v.SetDefault("snap.metrics_listen", def.Snap.MetricsListen)
 	v.SetDefault("chain.signing_key", def.Chain.SigningKey)
 	v.SetDefault("chain.verifier_key", def.Chain.VerifierKey)
 	v.SetDefault("chain.checkpoint_file", def.Chain.CheckpointFile)
@@ -161,6 +202,7 @@ func (a *App) loadConfig(cmd *cobra.Command, src configSource, layered bool) (lo
 	v.SetDefault("vector.distance", def.Vector.Distance)
 	v.SetDefault("vector.batch", def.Vector.Batch)
 	v.SetDefault("vector.interval", def.Vector.Interval.String())
+	v.SetDefault("vector.metrics_listen", def.Vector.MetricsListen)
 	v.SetDefault("net.ovsdb_socket", def.Net.OVSDBSocket)
 	v.SetDefault("net.datapath_type", def.Net.DatapathType)
 	v.SetDefault("net.offloads", def.Net.Offloads)
@@ -168,6 +210,14 @@ func (a *App) loadConfig(cmd *cobra.Command, src configSource, layered bool) (lo
 	v.SetDefault("vm.pool", def.VM.Pool)
 	v.SetDefault("vm.domain_type", def.VM.DomainType)
 	v.SetDefault("vm.novnc_url", def.VM.NoVNCURL)
+	v.SetDefault("diag.timeout", def.Diag.Timeout.String())
+	v.SetDefault("diag.free_min_percent", def.Diag.FreeMinPercent)
+	v.SetDefault("diag.mounts", []any{})
+	v.SetDefault("diag.services", def.Diag.Services)
+	v.SetDefault("diag.dbus_names", def.Diag.DBusNames)
+	v.SetDefault("diag.dbus_address", def.Diag.DBusAddress)
+	v.SetDefault("diag.sync_lag_max", def.Diag.SyncLagMax)
+	v.SetDefault("diag.sshd", def.Diag.SSHD)
 	for _, k := range configKeys {
 		if _, ok := lc.Origins[k.Key]; !ok {
 			lc.Origins[k.Key] = "default"
@@ -251,7 +301,7 @@ func unknownKeys(keys []string, path string) []Problem {
 }
 
 // configTables are the tables a config file may hold.
-var configTables = []string{"log", "snap", "chain", "vector", "net", "vm"}
+var configTables = []string{"log", "snap", "chain", "vector", "net", "vm", "diag"}
 
 // tableKeys lists the keys directly under table ("" is the top level).
 func tableKeys(table string) []string {

@@ -60,6 +60,15 @@ Keys (TOML shown; YAML and JSON use the same names):
   guard = true        # default with an uplink: only the host's MAC leaves
   allow_macs = []     # further source MACs the guard lets out
   flows = []          # extra OpenFlow rules, ovs-ofctl syntax
+  [diag]
+  timeout = "2s"      # bound on each "diag" check
+  free_min_percent = 10      # storage.free warns below, fails below half
+  mounts = [{ path = "/work", options = ["nodatacow", "noatime"] }]
+  services = ["ghostbridge-snap.service"]  # units that must be active
+  dbus_names = []     # D-Bus names that must have an owner
+  dbus_address = ""   # "" is the system bus
+  sync_lag_max = 60   # vector.lag warns beyond this many blocks
+  sshd = "sshd"       # run as "sshd -T" for security.sshd; "" skips it
 
 Keys are always files named by path: the key text itself is refused in
 the configuration, the environment and flags, and never printed.
@@ -119,6 +128,7 @@ func writeConfigTOML(w io.Writer, lc loadedConfig) error {
 		tiers[i] = fmt.Sprintf("{ every = %s, for = %s }", tomlString(t.Every.String()), tomlString(t.For.String()))
 	}
 	line("snap.tiers", "tiers", "["+strings.Join(tiers, ", ")+"]")
+	line("snap.metrics_listen", "metrics_listen", tomlString(c.Snap.MetricsListen))
 	b.WriteString("\n[chain]\n")
 	line("chain.signing_key", "signing_key", tomlString(c.Chain.SigningKey))
 	line("chain.verifier_key", "verifier_key", tomlString(c.Chain.VerifierKey))
@@ -136,10 +146,13 @@ func writeConfigTOML(w io.Writer, lc loadedConfig) error {
 	line("vector.distance", "distance", tomlString(c.Vector.Distance))
 	line("vector.batch", "batch", strconv.Itoa(c.Vector.Batch))
 	line("vector.interval", "interval", tomlString(c.Vector.Interval.String()))
+	line("vector.metrics_listen", "metrics_listen", tomlString(c.Vector.MetricsListen))
 	b.WriteString("\n[net]\n")
 	netTOML(line, c.Net)
 	b.WriteString("\n[vm]\n")
 	vmTOML(line, c.VM)
+	b.WriteString("\n[diag]\n")
+	diagTOML(line, c.Diag)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -49,6 +49,7 @@ func decodeConfig(get func(key string) any) (Config, []Problem) {
 	str("snap.dir", &cfg.Snap.Dir)
 	dur("snap.interval", &cfg.Snap.Interval)
 	dur("snap.keep", &cfg.Snap.Keep)
+	str("snap.metrics_listen", &cfg.Snap.MetricsListen)
 	str("chain.signing_key", &cfg.Chain.SigningKey)
 	str("chain.verifier_key", &cfg.Chain.VerifierKey)
 	str("chain.checkpoint_file", &cfg.Chain.CheckpointFile)
@@ -99,6 +100,7 @@ func decodeConfig(get func(key string) any) (Config, []Problem) {
 	ps = append(ps, decodeVector(get, &cfg.Vector)...)
 	ps = append(ps, decodeNet(get, &cfg.Net)...)
 	ps = append(ps, decodeVM(get, &cfg.VM)...)
+	ps = append(ps, decodeDiag(get, &cfg.Diag)...)
 	return cfg, ps
 }
 

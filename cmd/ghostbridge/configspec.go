@@ -25,6 +25,7 @@ type Config struct {
 	Vector VectorConfig `json:"vector"`
 	Net    NetConfig    `json:"net"`
 	VM     VMConfig     `json:"vm"`
+	Diag   DiagConfig   `json:"diag"`
 }
 
 // LogConfig is the [log] table.
@@ -40,6 +41,9 @@ type SnapConfig struct {
 	Interval Duration     `json:"interval"`
 	Keep     Duration     `json:"keep"`
 	Tiers    []TierConfig `json:"tiers"`
+	// MetricsListen is where `snap run` serves Prometheus metrics
+	// (HOST:PORT); "" means no metrics server.
+	MetricsListen string `json:"metrics_listen"`
 }
 
 // ChainConfig is the [chain] table: checkpoint signing and verification.
@@ -115,6 +119,7 @@ func defaultConfig() Config {
 		Vector: defaultVectorConfig(),
 		Net:    defaultNetConfig(),
 		VM:     defaultVMConfig(),
+		Diag:   defaultDiagConfig(),
 	}
 }
 
@@ -129,6 +134,7 @@ var configKeys = []struct{ Key, Want string }{
 	{"snap.interval", fmt.Sprintf(`a Go duration from %s to %s, e.g. "1s"`, Duration(snap.MinInterval), Duration(snap.MaxInterval))},
 	{"snap.keep", `a Go duration greater than 0, e.g. "1m"`},
 	{"snap.tiers", `a list of {every = DURATION, for = DURATION} with every > 0 and for > every`},
+	{"snap.metrics_listen", metricsListenWant},
 	{"chain.signing_key", `a path to a signing-key file (mode 0600; "ghostbridge chain keygen" makes one), or "" for no checkpoints; never the key itself`},
 	{"chain.verifier_key", `a path to a verifier (public) key file, or ""; never the key itself`},
 	{"chain.checkpoint_file", "an absolute file path outside the database's directory"},
@@ -144,6 +150,7 @@ var configKeys = []struct{ Key, Want string }{
 	{"vector.distance", "one of Cosine, Dot, Euclid, Manhattan"},
 	{"vector.batch", "points per upsert, 1..10000 (Qdrant suggests 64-256)"},
 	{"vector.interval", `a Go duration from 10ms to 1h, e.g. "1s"`},
+	{"vector.metrics_listen", metricsListenWant},
 	{"net.ovsdb_socket", "an absolute path to the OVSDB unix socket"},
 	{"net.datapath_type", "system (kernel datapath) or netdev (userspace)"},
 	{"net.offloads", "a list of uplink offloads to switch off: rx, tx, sg, tso, gso, gro, lro, rxvlan, txvlan"},
@@ -155,6 +162,14 @@ var configKeys = []struct{ Key, Want string }{
 	{"vm.domain_type", "kvm, qemu (TCG, no KVM) or test (libvirt's test driver)"},
 	{"vm.novnc_url", `the noVNC page "vm console" prints, an http(s) URL, or ""`},
 	{"vm.profiles", `a list of {name, vcpus, memory = "2GiB", disk = "20GiB", nics = ["BRIDGE" or "BRIDGE:VLAN"], uefi}`},
+	{"diag.timeout", `a Go duration bounding each diag check, greater than 0 and at most 5m, e.g. "2s"`},
+	{"diag.free_min_percent", "a percentage 0..100: storage.free warns below it and fails below half of it (0: never)"},
+	{"diag.mounts", `a list of {path = "/work", options = ["nodatacow", "noatime"]}: mount points and the options each must have`},
+	{"diag.services", `a list of systemd unit names with their suffix, e.g. "ghostbridge-snap.service", each once`},
+	{"diag.dbus_names", `a list of D-Bus well-known names, e.g. "org.example.OpDBus", each once`},
+	{"diag.dbus_address", `a D-Bus address such as "unix:path=/run/dbus/system_bus_socket", or "" for the system bus`},
+	{"diag.sync_lag_max", "a whole number of blocks >= 0: vector.lag warns when Qdrant is further behind the chain"},
+	{"diag.sshd", `the sshd binary run as "sshd -T" (a name on PATH or an absolute path), or "" to skip security.sshd`},
 }
 
 func wantFor(key string) string {
@@ -312,10 +327,12 @@ func (c Config) Validate() error {
 			ps = append(ps, Problem{Key: fmt.Sprintf("snap.tiers[%d].for", i), Value: showValue(t.For), Want: fmt.Sprintf("a Go duration greater than every (%s)", t.Every)})
 		}
 	}
+	ps = append(ps, listenProblem("snap.metrics_listen", c.Snap.MetricsListen)...)
 	ps = append(ps, c.validateChain()...)
 	ps = append(ps, c.validateVector()...)
 	ps = append(ps, c.validateNet()...)
 	ps = append(ps, c.validateVM()...)
+	ps = append(ps, c.validateDiag()...)
 	if len(ps) == 0 {
 		return nil
 	}

@@ -23,6 +23,9 @@ type VectorConfig struct {
 	Distance   string   `json:"distance"`
 	Batch      int      `json:"batch"`
 	Interval   Duration `json:"interval"`
+	// MetricsListen is where `vector sync` serves Prometheus metrics
+	// (HOST:PORT); "" means no metrics server.
+	MetricsListen string `json:"metrics_listen"`
 }
 
 // apiKeyEnv holds the Qdrant API key itself, for hosts that inject
@@ -98,6 +101,7 @@ func decodeVector(get func(string) any, dst *VectorConfig) []Problem {
 			dst.Interval = d
 		}
 	}
+	str("vector.metrics_listen", &dst.MetricsListen)
 	return ps
 }
 
@@ -132,5 +136,6 @@ func (c Config) validateVector() []Problem {
 	if d := v.Interval; d < Duration(10e6) || d > Duration(3600e9) {
 		bad("vector.interval", d)
 	}
+	ps = append(ps, listenProblem("vector.metrics_listen", v.MetricsListen)...)
 	return ps
 }

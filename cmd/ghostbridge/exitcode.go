@@ -20,7 +20,15 @@ const (
 	exitCheckFailed = 3
 	exitPending     = 4
 	exitInterrupted = 130
+	// exitNagiosUnknown is UNKNOWN for commands that exit as Nagios
+	// plugins do (annotNagios): diag could not tell.
+	exitNagiosUnknown = 3
 )
+
+// annotNagios marks a command whose exit codes follow the Nagios plugin
+// convention (0 ok, 1 warning, 2 critical, 3 unknown) instead of the table
+// below: any error of its own, usage included, is 3.
+const annotNagios = "ghostbridge/nagios-exit"
 
 const exitCodesHelp = `Exit codes:
   0    success
@@ -51,7 +59,19 @@ const exitCodesHelp = `Exit codes:
        configuration ("net up" would change something)
   130  interrupted by SIGINT or SIGTERM before the command finished
        ("snap run" and "chain log --follow" stop cleanly and exit 0;
-       "net try" rolls back and exits 1)`
+       "net try" rolls back and exits 1)
+
+"diag" exits as a Nagios plugin does instead:
+  0    OK: every check passed or was skipped, and at least one passed
+  1    WARNING: a check warns, none fails or is unknown
+  2    CRITICAL: a check fails
+  3    UNKNOWN: a check could not tell (timeout, no access, still
+       running from an earlier "--watch" run), every selected check was
+       skipped, or diag could not run (unknown check name, bad flag or
+       configuration, or the "--textfile" could not be written: the
+       report printed before it keeps the checks' own verdict, CRITICAL
+       included) ("diag --watch" exits with the code of its last
+       complete run)`
 
 // usageError marks a command-line mistake: an unknown flag or command, a
 // wrong argument, an invalid flag value.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,6 +45,10 @@ type globalFlags struct {
 // config file (version, help groups, config validate, gen-docs).
 const annotSkipConfig = "ghostbridge/skip-config"
 
+// annotFormats lists, comma-separated, the --format values a command
+// accepts beyond text and json.
+const annotFormats = "ghostbridge/formats"
+
 // NewApp returns an App wired to ios and env with production defaults.
 func NewApp(ios *IOStreams, env func(string) string) *App {
 	return &App{
@@ -66,10 +71,19 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if err == nil {
 		return exitOK
 	}
+	var verdict *diagExit
+	if errors.As(err, &verdict) {
+		return verdict.code // the report already said why
+	}
 	if !a.started {
 		err = usageErrorf(err)
 	}
 	code := exitCode(ctx, err)
+	if cmd != nil && cmd.Annotations[annotNagios] != "" {
+		// A monitoring plugin that could not check says UNKNOWN, whatever
+		// went wrong: Nagios reads 1 and 2 as the host's state.
+		code = exitNagiosUnknown
+	}
 	a.printError(cmd, err, code)
 	return code
 }
@@ -139,7 +153,13 @@ func newRootCmd(a *App) *cobra.Command {
 	pf.StringVar(&a.flags.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	pf.StringVar(&a.flags.logFormat, "log-format", "text", "log `FORMAT` on stderr: text or json")
 	pf.BoolVar(&a.flags.noColor, "no-color", false, "disable colour (also NO_COLOR=1 or TERM=dumb)")
-	_ = root.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = root.RegisterFlagCompletionFunc("format", func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+		formats := []string{"text", "json"}
+		if extra := cmd.Annotations[annotFormats]; extra != "" {
+			formats = append(formats, strings.Split(extra, ",")...)
+		}
+		return formats, cobra.ShellCompDirectiveNoFileComp
+	})
 	_ = root.RegisterFlagCompletionFunc("log-level", cobra.FixedCompletions([]string{"debug", "info", "warn", "error"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = root.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = root.MarkPersistentFlagFilename("config", "toml", "yaml", "yml", "json")
@@ -151,6 +171,7 @@ func newRootCmd(a *App) *cobra.Command {
 		newVectorCmd(a),
 		newNetCmd(a),
 		newVMCmd(a),
+		newDiagCmd(a),
 		newConfigCmd(a),
 		newVersionCmd(a),
 		newGenDocsCmd(a),
@@ -183,6 +204,13 @@ func newGroupCmd(use, short, long string) *cobra.Command {
 func (a *App) preRun(cmd *cobra.Command) error {
 	a.started = true
 	f, err := parseFormat(a.flags.format)
+	if extra := cmd.Annotations[annotFormats]; err != nil && extra != "" {
+		if slices.Contains(strings.Split(extra, ","), a.flags.format) {
+			f, err = Format(a.flags.format), nil
+		} else {
+			err = usageErrorf(fmt.Errorf("--format %q: want text, json or %s", a.flags.format, strings.ReplaceAll(extra, ",", ", ")))
+		}
+	}
 	if err != nil {
 		return err
 	}

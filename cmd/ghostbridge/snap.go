@@ -60,10 +60,18 @@ With chain.signing_key set, the key is loaded before the first snapshot
 (a bad key file exits 2) and a checkpoint is signed after a tick when
 chain.checkpoint_every blocks were added since the last one, or
 chain.checkpoint_interval passed and blocks were added. A checkpoint that
-cannot be signed is logged at error level and the loop goes on.`,
+cannot be signed is logged at error level and the loop goes on.
+
+With --metrics-listen ADDR (snap.metrics_listen) Prometheus metrics are
+served at http://ADDR/metrics: ticks, tick duration, missed ticks, live
+snapshots, snapshot create and delete latency, chain height and head age,
+the last checkpoint, and Go runtime and process metrics. ADDR needs an
+explicit host: 127.0.0.1:9731 for this host, 0.0.0.0:9731 for every
+interface.`,
 		Example: `  ghostbridge snap run
   ghostbridge snap run --source /home --dir /home/.snapshots --interval 1s --keep 1m
-  ghostbridge snap run --once --format json`,
+  ghostbridge snap run --once --format json
+  ghostbridge snap run --metrics-listen 127.0.0.1:9731`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runSnapRun(cmd.Context(), a, once)
@@ -71,6 +79,7 @@ cannot be signed is logged at error level and the loop goes on.`,
 	}
 	addSnapConfigFlags(cmd, true)
 	cmd.Flags().BoolVar(&once, "once", false, "take one tick (reconcile, snapshot, retention) and exit")
+	cmd.Flags().String(metricsListenFlag, "", fmt.Sprintf(metricsListenUsage, "snap.metrics_listen"))
 	return cmd
 }
 
@@ -171,13 +180,19 @@ func runSnapRun(ctx context.Context, a *App, once bool) (err error) {
 	}
 	defer func() { err = errors.Join(err, st.Close()) }()
 	d := a.runDeps(st, fs, notifier)
+	var cp *checkpointer
 	if signer != nil {
-		cp, err := a.newCheckpointer(ctx, st, signer)
-		if err != nil {
+		if cp, err = a.newCheckpointer(ctx, st, signer); err != nil {
 			return err
 		}
 		d.AfterAppend = cp.afterAppend
 	}
+	sm, stopMetrics, err := a.startSnapMetrics(ctx, st, cfg, cp)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	d.AfterAppend = sm.afterAppend(d.AfterAppend)
 
 	// Results on stdout are the point of a pipeline; once stdout is gone
 	// (the reader died) there is no one to report to, so the loop stops as
@@ -200,11 +215,13 @@ func runSnapRun(ctx context.Context, a *App, once bool) (err error) {
 		// pkg/snap logs ticks and reconciliation itself; these only print
 		// results.
 		OnReconcile: func(r snap.ReconcileResult) {
+			sm.reconciled(ctx)
 			if a.format == FormatJSON {
 				write(func() error { return writeJSONLine(a.IO.Out, "reconcile", reconcileView(r)) })
 			}
 		},
 		OnTick: func(t snap.TickResult) {
+			sm.tick(t)
 			switch {
 			case a.format == FormatJSON:
 				write(func() error { return writeJSONLine(a.IO.Out, "tick", newTickView(t)) })

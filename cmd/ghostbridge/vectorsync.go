@@ -55,11 +55,18 @@ READY=1 as soon as the loop runs, even while Qdrant is down, and
 WATCHDOG=1 every half WatchdogSec while the loop is alive, when
 NOTIFY_SOCKET is set). SIGINT and SIGTERM finish the batch in hand and
 exit 0. With --format json every sync that moved the cursor is one line
-{"schema":1,"type":"sync",...}.`,
+{"schema":1,"type":"sync",...}.
+
+With --metrics-listen ADDR (vector.metrics_listen) Prometheus metrics are
+served at http://ADDR/metrics: the sync cursor, the lag behind the chain
+in blocks, points upserted, Qdrant errors by gRPC code, drain duration,
+and Go runtime and process metrics. ADDR needs an explicit host:
+127.0.0.1:9732 for this host, 0.0.0.0:9732 for every interface.`,
 		Example: `  ghostbridge vector sync
   ghostbridge vector sync --once
   ghostbridge vector sync --once --format json
-  ghostbridge vector sync --skip-poison`,
+  ghostbridge vector sync --skip-poison
+  ghostbridge vector sync --metrics-listen 127.0.0.1:9732`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runVectorSync(cmd.Context(), a, opts)
@@ -67,6 +74,7 @@ exit 0. With --format json every sync that moved the cursor is one line
 	}
 	cmd.Flags().BoolVar(&opts.Once, "once", false, "drain what is pending and exit")
 	cmd.Flags().BoolVar(&opts.SkipPoison, "skip-poison", false, "record a block Qdrant rejects for good and move on instead of stopping")
+	cmd.Flags().String(metricsListenFlag, "", fmt.Sprintf(metricsListenUsage, "vector.metrics_listen"))
 	return cmd
 }
 
@@ -83,6 +91,11 @@ func runVectorSync(ctx context.Context, a *App, opts *vectorSyncOptions) (err er
 	s.deps.Notifier = n
 	s.deps.WatchdogInterval = n.WatchdogInterval()
 	s.cfg.SkipPoison = opts.SkipPoison
+	syncMetrics, stopMetrics, err := a.startVectorMetrics(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -101,7 +114,7 @@ func runVectorSync(ctx context.Context, a *App, opts *vectorSyncOptions) (err er
 			}
 		}
 	}
-	err = vector.Run(ctx, s.deps, s.cfg, vector.RunOptions{Once: opts.Once, OnSync: onSync})
+	err = vector.Run(ctx, s.deps, s.cfg, syncMetrics.runOptions(vector.RunOptions{Once: opts.Once, OnSync: onSync}))
 	if err == nil && werr == nil && opts.Once && a.format == FormatText {
 		err = writeSyncText(a.IO.Out, s.cfg.Collection, last)
 	}

@@ -54,6 +54,21 @@ func (s Status) rank() int {
 	return 0
 }
 
+// ExitCode is the status as a Nagios plugin exit code: 0 OK (pass or
+// skip), 1 WARNING, 2 CRITICAL (fail), 3 UNKNOWN. A report whose every
+// check was skipped has status unknown, not skip.
+func (s Status) ExitCode() int {
+	switch s {
+	case StatusWarn:
+		return 1
+	case StatusFail:
+		return 2
+	case StatusUnknown:
+		return 3
+	}
+	return 0
+}
+
 // Worse reports whether s is a worse verdict than t.
 func (s Status) Worse(t Status) bool { return s.rank() > t.rank() }
 
@@ -94,9 +109,10 @@ type Check struct {
 	// SkipReason, when set, says why the check does not apply (its
 	// subsystem is absent from the config); Run is then not called.
 	SkipReason string
-	// Run probes the host. It must honour ctx: when ctx ends the check's
-	// result is already recorded as unknown and whatever Run returns later
-	// is dropped.
+	// Run probes the host. It must honour ctx: ctx ends a little before
+	// the timeout, so that an unknown Run returns then, with its own hint,
+	// is what the report shows; at the timeout the check is recorded as
+	// unknown and whatever Run returns later is dropped.
 	Run func(ctx context.Context) Outcome
 }
 
@@ -126,7 +142,8 @@ type Result struct {
 type Report struct {
 	Schema int       `json:"schema"`
 	Time   time.Time `json:"time"`
-	// Status is the worst status of all checks (pass when all skipped).
+	// Status is the worst status of all checks; unknown when every
+	// check was skipped, since nothing was checked.
 	Status  Status   `json:"status"`
 	Verdict string   `json:"verdict"`
 	Counts  Counts   `json:"counts"`
@@ -152,6 +169,19 @@ type Options struct {
 	Timeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// Catalog is every check name diag knows, in display order. Names are
+// stable: runbooks, alerts and --only/--skip refer to them.
+var Catalog = []string{
+	"net.bridges", "net.uplink", "net.offloads", "net.forwarding", "net.flows", "net.bridge_mac",
+	"storage.mounts", "storage.device_errors", "storage.free",
+	"snapshots.loop", "snapshots.count", "snapshots.orphans",
+	"chain.verify", "chain.head_age",
+	"vector.reachable", "vector.collection", "vector.lag",
+	"vm.libvirt", "vm.nics",
+	"services.units", "services.dbus_names",
+	"security.sshd", "security.listeners",
 }
 
 // ErrUnknownCheck is returned by Select for a name or group that no check has.
@@ -194,16 +224,74 @@ func Names(checks []Check) []string {
 // Run runs every check at once, each bounded by the timeout, and returns
 // the Report with results in the order of checks. A check that overruns
 // is unknown; a check that panics is unknown with the panic as detail.
+// Run is a Runner's single run; --watch keeps one Runner across runs.
 func Run(ctx context.Context, checks []Check, opts Options) Report {
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
+	return NewRunner(opts).Run(ctx, checks)
+}
+
+// Runner runs checks again and again (diag --watch) and remembers, across
+// runs, each check whose Run has not returned yet. A check that ignores
+// its context keeps its goroutine after its run's timeout; the next run
+// reports it as hung instead of starting another copy, so a wedged
+// subsystem costs one goroutine, not one per run.
+type Runner struct {
+	opts Options
+	mu   sync.Mutex
+	// inflight maps a check's name to when its running copy started.
+	inflight map[string]time.Time
+}
+
+// NewRunner returns a Runner with opts.
+func NewRunner(opts Options) *Runner {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
+	return &Runner{opts: opts, inflight: map[string]time.Time{}}
+}
+
+// Running lists the checks whose Run has not returned, by name.
+func (rn *Runner) Running() []string {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	var out []string
+	for n := range rn.inflight {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// start records that c starts now, or reports when a copy of it still
+// running started.
+func (rn *Runner) start(name string, now time.Time) (since time.Time, running bool) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	if since, ok := rn.inflight[name]; ok {
+		return since, true
+	}
+	rn.inflight[name] = now
+	return now, false
+}
+
+func (rn *Runner) finished(name string) {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	delete(rn.inflight, name)
+}
+
+// Run runs the checks once; see the package function Run.
+func (rn *Runner) Run(ctx context.Context, checks []Check) Report {
+	now := rn.opts.Now
 	start := now()
+	// The checks of one run share what they read (the chain database),
+	// opened once and closed when the run is over and every check that
+	// used it has returned.
+	scope := &chainScope{}
+	ctx = context.WithValue(ctx, chainScopeKey{}, scope)
+	defer scope.end()
 	results := make([]Result, len(checks))
 	var wg sync.WaitGroup
 	for i, c := range checks {
@@ -213,11 +301,17 @@ func Run(ctx context.Context, checks []Check, opts Options) Report {
 			results[i].Detail = c.SkipReason
 			continue
 		}
+		if since, running := rn.start(c.Name, now()); running {
+			o := Unknown(fmt.Sprintf("the %s subsystem has not answered since then and the check does not give up; check its service, then restart diag", c.Group()),
+				"still running since %s (hung): not started again", since.UTC().Format(time.RFC3339))
+			results[i].Status, results[i].Detail, results[i].Hint = o.Status, o.Detail, o.Hint
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			t0 := now()
-			o := runOne(ctx, c, timeout)
+			o := rn.runOne(ctx, c)
 			results[i].Status, results[i].Detail, results[i].Hint = o.Status, oneLine(o.Detail), oneLine(o.Hint)
 			results[i].Duration = now().Sub(t0)
 		}()
@@ -242,47 +336,78 @@ func Run(ctx context.Context, checks []Check, opts Options) Report {
 			r.Counts.Skip++
 		}
 	}
+	// Nothing checked is not healthy: a probe whose every check is
+	// skipped (a config without the tables, --only on an absent group)
+	// must not report OK.
+	if len(results) > 0 && r.Counts.Skip == len(results) {
+		r.Status = StatusUnknown
+	}
 	r.Wall = now().Sub(start)
 	r.Verdict = verdict(r)
 	return r
 }
 
-// runOne runs c with its own deadline. The check runs in its own
-// goroutine so that one ignoring ctx still cannot hold up the report.
-func runOne(ctx context.Context, c Check, timeout time.Duration) Outcome {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// checkSlack is how much sooner than the hard cutoff a check's own
+// context ends, at most: time for a check that honours ctx to return its
+// own unknown, with a hint naming what it waited for, before the generic
+// one replaces it.
+const checkSlack = 100 * time.Millisecond
+
+// runOne runs c with its own deadline, a little before the timeout, and
+// cuts it off at the timeout. The check runs in its own goroutine so that
+// one ignoring ctx still cannot hold up the report; rn remembers it until
+// it returns.
+func (rn *Runner) runOne(ctx context.Context, c Check) Outcome {
+	timeout := rn.opts.Timeout
+	hard, cancelHard := context.WithTimeout(ctx, timeout)
+	defer cancelHard()
+	cctx, cancel := context.WithTimeout(hard, timeout-min(timeout/10, checkSlack))
 	defer cancel()
 	done := make(chan Outcome, 1)
 	go func() {
+		defer rn.finished(c.Name)
 		defer func() {
 			if p := recover(); p != nil {
 				done <- Unknown("report this as a bug with `ghostbridge diag --format json`",
 					"check panicked: %v (%s)", p, firstFrame(debug.Stack()))
 			}
 		}()
-		done <- c.Run(ctx)
+		done <- c.Run(cctx)
 	}()
+	timedOut := func() Outcome {
+		return Unknown(fmt.Sprintf("the %s subsystem did not answer; check its service, or raise diag.timeout", c.Group()),
+			"no answer within %s", timeout)
+	}
 	select {
 	case o := <-done:
 		if o.Status == "" {
 			o.Status = StatusUnknown
 		}
-		if o.Status == StatusUnknown && errors.Is(ctx.Err(), context.DeadlineExceeded) && o.Detail == "" {
-			o.Detail = fmt.Sprintf("no answer within %s", timeout)
+		if o.Status == StatusUnknown && errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			d := timedOut()
+			if o.Detail == "" {
+				o.Detail = d.Detail
+			}
+			if o.Hint == "" {
+				o.Hint = d.Hint
+			}
 		}
 		return o
-	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return Unknown(fmt.Sprintf("the %s subsystem did not answer; check its service, or raise diag.timeout", c.Group()),
-				"no answer within %s", timeout)
+	case <-hard.Done():
+		if ctx.Err() != nil {
+			return Unknown("diag was interrupted (Ctrl-C or SIGTERM) before this check finished; run diag again",
+				"interrupted: %v", ctx.Err())
 		}
-		return Unknown("", "interrupted: %v", ctx.Err())
+		return timedOut()
 	}
 }
 
 // verdict is the one-line summary printed at the end.
 func verdict(r Report) string {
 	n := len(r.Checks) - r.Counts.Skip
+	if len(r.Checks) > 0 && r.Counts.Skip == len(r.Checks) {
+		return fmt.Sprintf("UNKNOWN: every selected check was skipped (%s)", skipReasons(r))
+	}
 	switch r.Status {
 	case StatusPass:
 		return fmt.Sprintf("OK: %d checks pass, %d skipped", n, r.Counts.Skip)
@@ -293,6 +418,17 @@ func verdict(r Report) string {
 	default:
 		return fmt.Sprintf("CRITICAL: %d of %d checks fail (%s)", r.Counts.Fail, n, worstNames(r, StatusFail))
 	}
+}
+
+// skipReasons lists the distinct reasons checks were skipped for.
+func skipReasons(r Report) string {
+	var reasons []string
+	for _, res := range r.Checks {
+		if res.Detail != "" && !slices.Contains(reasons, res.Detail) {
+			reasons = append(reasons, res.Detail)
+		}
+	}
+	return strings.Join(reasons, "; ")
 }
 
 func worstNames(r Report, s Status) string {

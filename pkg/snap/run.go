@@ -25,6 +25,13 @@ type TickResult struct {
 	Duration time.Duration `json:"duration_ns"`
 	Err      error         `json:"-"`
 
+	// CreateTimes and DeleteTimes are how long each snapshot the tick
+	// created, and each one retention deleted, took on the filesystem
+	// (monotonic clock; failed calls are not included). They are for
+	// metrics and not part of the JSON.
+	CreateTimes []time.Duration `json:"-"`
+	DeleteTimes []time.Duration `json:"-"`
+
 	// healthy: every source was snapshotted (or skipped on a name
 	// collision) and the chain was written. Retention problems are in Err
 	// but do not make the loop unhealthy: restarting it would not help.
@@ -63,6 +70,10 @@ type runner struct {
 	pendingDeleted map[string]bool
 	skipped        *chain.TicksMissedPayload
 	broken         bool
+
+	// The filesystem call times of the tick in hand (TickResult.CreateTimes
+	// and DeleteTimes).
+	createTimes, deleteTimes []time.Duration
 }
 
 // newRunner reads each source's UUID and, when create is set, makes the
@@ -255,9 +266,11 @@ func (r *runner) loop(ctx context.Context, opts RunOptions) error {
 // by the first tick that can write, and the following ticks take no
 // snapshots (they are recorded as missed) but still apply retention, so a
 // full disk is not made fuller.
-func (r *runner) tick(ctx context.Context, at time.Time, missed *chain.TicksMissedPayload) TickResult {
+func (r *runner) tick(ctx context.Context, at time.Time, missed *chain.TicksMissedPayload) (res TickResult) {
 	start := r.d.Now()
-	res := TickResult{Time: at, Created: []chain.Block{}, Deleted: []chain.Block{}, Vanished: []chain.Block{}}
+	res = TickResult{Time: at, Created: []chain.Block{}, Deleted: []chain.Block{}, Vanished: []chain.Block{}}
+	r.createTimes, r.deleteTimes = nil, nil
+	defer func() { res.CreateTimes, res.DeleteTimes = r.createTimes, r.deleteTimes }()
 	var events []chain.Event
 	var errs []error
 	if missed != nil {
@@ -382,12 +395,14 @@ func (r *runner) unwritten(res TickResult, at, start time.Time, created []chain.
 // what the chain records about it.
 func (r *runner) snapshot(s sourceState, at time.Time) (chain.SnapshotPayload, error) {
 	dst := SnapshotPath(r.cfg.Dir, s.Name, at)
+	began := time.Now()
 	if err := r.d.FS.Snapshot(s.Path, dst, true); err != nil {
 		if !errors.Is(err, btrfs.ErrExists) {
 			r.d.Logger.Error("snapshot failed", "source", s.Name, "snapshot", dst, "err", err)
 		}
 		return chain.SnapshotPayload{}, fmt.Errorf("source %s: %w", s.Name, err)
 	}
+	r.createTimes = append(r.createTimes, time.Since(began))
 	info, err := r.d.FS.Info(dst)
 	if err != nil {
 		// Unrecorded and unrecordable: remove it rather than leave an
@@ -500,6 +515,7 @@ func (r *runner) retire(ctx context.Context, l chain.LiveSnapshot, reason string
 		r.d.Logger.Warn("recorded snapshot vanished", "source", l.Source, "snapshot", l.Snapshot, "why", why)
 		return chain.Event{Time: r.d.Now(), Kind: chain.KindSnapshotVanished, Payload: p}, nil
 	}
+	began := time.Now()
 	if err := r.d.FS.Delete(l.Snapshot); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			p.Reason = "not on disk when " + reason + " came to delete it"
@@ -508,6 +524,7 @@ func (r *runner) retire(ctx context.Context, l chain.LiveSnapshot, reason string
 		r.d.Logger.Error("retention: delete failed", "source", l.Source, "snapshot", l.Snapshot, "err", err)
 		return chain.Event{}, err
 	}
+	r.deleteTimes = append(r.deleteTimes, time.Since(began))
 	r.d.Logger.Debug("snapshot deleted", "source", l.Source, "snapshot", l.Snapshot, "reason", reason)
 	p.Reason = reason
 	return chain.Event{Time: r.d.Now(), Kind: chain.KindSnapshotDeleted, Payload: p}, nil

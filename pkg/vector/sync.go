@@ -57,16 +57,26 @@ type RunOptions struct {
 	// OnBatch, when set, is called after each acknowledged window with the
 	// cursor and head (progress for long catch-ups).
 	OnBatch func(cursor, head uint64)
+	// OnDrain, when set, is called after every drain, also one that found
+	// nothing to send or failed, so a watcher sees the cursor and head
+	// while the loop is idle (metrics).
+	OnDrain func(SyncResult)
+	// OnQdrantError, when set, is called for every Qdrant call that
+	// failed, retried or not, with the operation and the gRPC code
+	// (ResourceExhausted for the client's retry-after error). It is
+	// called from the goroutine that made the call and must not block.
+	OnQdrantError func(op string, code codes.Code)
 }
 
 // syncer holds what lives across drains: the outage state, so an outage
 // is logged once when it starts and once when it ends, and the loop's
 // liveness for the watchdog.
 type syncer struct {
-	d    Deps
-	cfg  Config
-	log  *slog.Logger
-	name string
+	d       Deps
+	cfg     Config
+	log     *slog.Logger
+	name    string
+	onError func(op string, code codes.Code) // RunOptions.OnQdrantError
 
 	mu          sync.Mutex
 	outage      bool
@@ -111,6 +121,7 @@ func Run(ctx context.Context, d Deps, cfg Config, opts RunOptions) (err error) {
 	}
 	defer func() { err = errors.Join(err, l.Release()) }()
 	s := newSyncer(d, cfg)
+	s.onError = opts.OnQdrantError
 	s.alive(chainSlack)
 	d.notify(NotifyReady)
 	defer d.notify(NotifyStopping)
@@ -129,6 +140,9 @@ func Run(ctx context.Context, d Deps, cfg Config, opts RunOptions) (err error) {
 			if opts.OnSync != nil {
 				opts.OnSync(res)
 			}
+		}
+		if opts.OnDrain != nil {
+			opts.OnDrain(res)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -253,6 +267,16 @@ func retryable(err error) bool {
 	return false
 }
 
+// errorCode is the gRPC code of a failed Qdrant call. The client's
+// retry-after error carries none; it is ResourceExhausted.
+func errorCode(err error) codes.Code {
+	var re *qdrant.QdrantResourceExhaustedError
+	if errors.As(err, &re) {
+		return codes.ResourceExhausted
+	}
+	return status.Code(err)
+}
+
 // refused reports whether err is one no retry and no other block fixes.
 func refused(err error) bool {
 	switch status.Code(err) {
@@ -291,6 +315,9 @@ func (s *syncer) call(ctx context.Context, what string, f func(context.Context) 
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if s.onError != nil {
+			s.onError(what, errorCode(err))
 		}
 		if refused(err) {
 			return &RefusedError{Op: what, Collection: s.cfg.Collection, Err: err}

@@ -35,6 +35,9 @@ app_x=$(metric BenchmarkAppend/alternating ratio)
 rss1=$(metric BenchmarkSnapRunRSS rss-MB@1k)
 rss10=$(metric BenchmarkSnapRunRSS rss-MB@10k)
 peak=$(metric BenchmarkSnapRunRSS peak-rss-MB)
+diag_wall=$(metric BenchmarkDiagHealthy wall-ms)
+diag_sum=$(metric BenchmarkDiagHealthy sum-ms)
+diag_slowest=$(metric BenchmarkDiagHealthy slowest-ms)
 
 printf '\n%-36s %-22s %-30s %-8s %s\n' "measure" "ghostbridge" "baseline (same run)" "ratio" "target"
 printf '%-36s %-22s %-30s %-8s %s\n' "CPU per steady-state snapshot tick" "${tick_ours} ms" "${tick_shell} ms (shell loop)" "${tick_x}x" ">= 15x less"
@@ -44,3 +47,4 @@ printf '%-36s %-22s %-30s %-8s %s\n' "incremental verify, 60 new blocks" "$(awk 
 printf '%-36s %-22s %-30s %-8s %s\n' "chain prove, 1M-block chain" "$(awk -v n="$prove" 'BEGIN { printf "%.2f ms", n / 1e6 }')" "" "" "< 10 ms"
 printf '%-36s %-22s %-30s %-8s %s\n' "append with tree hashes" "$(awk -v n="$app_with" 'BEGIN { printf "%.0f us", n / 1e3 }')" "$(awk -v n="$app_without" 'BEGIN { printf "%.0f us without", n / 1e3 }')" "${app_x}x" "<= 1.5x"
 printf '%-36s %-22s %-30s %-8s %s\n' "snap run RSS after 1k / 10k ticks" "${rss1} / ${rss10} MB" "peak ${peak} MB" "" "< 40 MB, flat"
+printf '%-36s %-22s %-30s %-8s %s\n' "diag, healthy host (chain+snapshots)" "${diag_wall} ms wall" "${diag_sum} ms sum of checks" "$(awk -v s="$diag_sum" -v w="$diag_wall" 'BEGIN { printf "%.1fx", s / w }')" "wall ~ slowest (${diag_slowest} ms)"
