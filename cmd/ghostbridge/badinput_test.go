@@ -21,6 +21,8 @@ var badConfigs = map[string]string{
 	"many.toml":                   `dbpath`,
 	"no-sources.toml":             `snap.sources = []`,
 	"not-a-table.toml":            `snap (from`,
+	"ports-unknown-key.toml":      `net.bridges[0].ports[0].tga`,
+	"routes-unknown-key.toml":     `net.bridges[0].routes[0].vai`,
 	"syntax.toml":                 `toml:`,
 	"tiers-for-before-every.toml": `snap.tiers[0].for = "1m"`,
 	"tiers-unknown-key.toml":      `snap.tiers[0].each`,

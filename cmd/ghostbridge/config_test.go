@@ -142,3 +142,40 @@ func FuzzConfigLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestNetBridgeNestedUnknownKeys: a misspelt key inside a route or a port
+// is refused with the keys the table allows, as for a bridge, and a
+// well-formed entry beside it still decodes.
+func TestNetBridgeNestedUnknownKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		bridge map[string]any
+		want   []Problem
+		routes int
+		ports  int
+	}{
+		{"route", map[string]any{"name": "br0", "routes": []any{map[string]any{"to": "10.1.0.0/16", "vai": "10.0.0.1"}}},
+			[]Problem{{Key: "net.bridges[0].routes[0].vai", Want: "unknown key; a route allows to, via"}}, 1, 0},
+		{"port", map[string]any{"name": "br0", "ports": []any{map[string]any{"name": "vlan10", "tga": int64(10)}}},
+			[]Problem{{Key: "net.bridges[0].ports[0].tga", Want: "unknown key; a port allows name, tag"}}, 0, 1},
+		{"via not a string", map[string]any{"name": "br0", "routes": []any{map[string]any{"to": "10.1.0.0/16", "via": int64(1)}}},
+			[]Problem{{Key: "net.bridges[0].routes[0]", Value: showValue(map[string]any{"to": "10.1.0.0/16", "via": int64(1)}), Want: "a table {to = CIDR, via = ADDRESS}"}}, 0, 0},
+		{"well-formed", map[string]any{"name": "br0", "routes": []any{map[string]any{"to": "10.1.0.0/16", "via": "10.0.0.1"}}, "ports": []any{map[string]any{"name": "vlan10", "tag": int64(10)}}},
+			nil, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, ps := decodeNetBridge("net.bridges[0]", tc.bridge)
+			if len(ps) != len(tc.want) {
+				t.Fatalf("problems %+v, want %+v", ps, tc.want)
+			}
+			for i := range ps {
+				if ps[i] != tc.want[i] {
+					t.Errorf("problem %+v, want %+v", ps[i], tc.want[i])
+				}
+			}
+			if len(b.Routes) != tc.routes || len(b.Ports) != tc.ports {
+				t.Errorf("decoded %d routes and %d ports, want %d and %d", len(b.Routes), len(b.Ports), tc.routes, tc.ports)
+			}
+		})
+	}
+}

@@ -197,14 +197,11 @@ func decodeNetBridge(key string, item any) (NetBridgeConfig, []Problem) {
 				continue
 			}
 			for i, it := range items {
-				rm, ok := toStringMap(it)
-				to, _ := rm["to"].(string)
-				via, _ := rm["via"].(string)
-				if !ok || to == "" {
-					bad(fmt.Sprintf("routes[%d]", i), it, "a table {to = CIDR, via = ADDRESS}")
-					continue
+				r, ok, rps := decodeNetRoute(fmt.Sprintf("%s.routes[%d]", key, i), it)
+				ps = append(ps, rps...)
+				if ok {
+					b.Routes = append(b.Routes, r)
 				}
-				b.Routes = append(b.Routes, NetRouteConfig{To: to, Via: via})
 			}
 		case "ports":
 			items, ok := v.([]any)
@@ -213,17 +210,11 @@ func decodeNetBridge(key string, item any) (NetBridgeConfig, []Problem) {
 				continue
 			}
 			for i, it := range items {
-				pm, ok := toStringMap(it)
-				name, _ := pm["name"].(string)
-				tag, tagOK := parseCount(pm["tag"])
-				if pm["tag"] == nil {
-					tag, tagOK = 0, true
+				p, ok, pps := decodeNetPort(fmt.Sprintf("%s.ports[%d]", key, i), it)
+				ps = append(ps, pps...)
+				if ok {
+					b.Ports = append(b.Ports, p)
 				}
-				if !ok || name == "" || !tagOK || tag > 4094 {
-					bad(fmt.Sprintf("ports[%d]", i), it, "a table {name = NAME, tag = 1..4094}")
-					continue
-				}
-				b.Ports = append(b.Ports, NetPortConfig{Name: name, Tag: int(tag)})
 			}
 		default:
 			ps = append(ps, Problem{Key: key + "." + k, Want: "unknown key; a bridge allows name, uplink, addresses, gateway, routes, fail_mode, ports, guard, allow_macs, flows"})
@@ -235,6 +226,55 @@ func decodeNetBridge(key string, item any) (NetBridgeConfig, []Problem) {
 	b.Addresses, b.Routes, b.Ports = nonNil(b.Addresses), nonNil(b.Routes), nonNil(b.Ports)
 	b.AllowMACs, b.Flows = nonNil(b.AllowMACs), nonNil(b.Flows)
 	return b, ps
+}
+
+// decodeNetRoute reads one entry of a bridge's routes; ok means it has a
+// destination. Unknown keys are reported, as for a bridge, so a misspelt
+// via does not turn a gateway route into an on-link one unnoticed.
+func decodeNetRoute(key string, item any) (r NetRouteConfig, ok bool, ps []Problem) {
+	m, isMap := toStringMap(item)
+	viaOK := true
+	for k, v := range m {
+		switch k = strings.ToLower(k); k {
+		case "to":
+			r.To, _ = v.(string)
+		case "via":
+			r.Via, viaOK = v.(string)
+		default:
+			ps = append(ps, Problem{Key: key + "." + k, Want: "unknown key; a route allows to, via"})
+		}
+	}
+	if !isMap || r.To == "" || !viaOK {
+		return r, false, append(ps, Problem{Key: key, Value: showValue(item), Want: "a table {to = CIDR, via = ADDRESS}"})
+	}
+	return r, true, ps
+}
+
+// decodeNetPort reads one entry of a bridge's ports; ok means it has a
+// name and a valid tag (absent means untagged). Unknown keys are reported,
+// so a misspelt tag does not leave the port untagged unnoticed.
+func decodeNetPort(key string, item any) (p NetPortConfig, ok bool, ps []Problem) {
+	m, isMap := toStringMap(item)
+	var tagRaw any
+	for k, v := range m {
+		switch k = strings.ToLower(k); k {
+		case "name":
+			p.Name, _ = v.(string)
+		case "tag":
+			tagRaw = v
+		default:
+			ps = append(ps, Problem{Key: key + "." + k, Want: "unknown key; a port allows name, tag"})
+		}
+	}
+	tag, tagOK := uint64(0), true
+	if tagRaw != nil {
+		tag, tagOK = parseCount(tagRaw)
+	}
+	if !isMap || p.Name == "" || !tagOK || tag > 4094 {
+		return p, false, append(ps, Problem{Key: key, Value: showValue(item), Want: "a table {name = NAME, tag = 1..4094}"})
+	}
+	p.Tag = int(tag)
+	return p, true, ps
 }
 
 // netupConfig converts the [net] table into netup's desired state; the

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -154,10 +153,6 @@ func runDiag(cmd *cobra.Command, a *App, opts *diagOptions) error {
 	if cmd.Flags().Changed("watch") && opts.Watch < minWatch {
 		return usageErrorf(fmt.Errorf("--watch %s: want a duration of at least %s", opts.Watch, minWatch))
 	}
-	// The Qdrant client warns about an API key sent without TLS through
-	// the default logger, when a vector check connects: make that ours,
-	// once, before any check runs, as the vector commands do.
-	slog.SetDefault(a.log)
 	checks, closeChecks, err := diagChecks(a, cfg, opts.Only, opts.Skip)
 	if err != nil {
 		return usageErrorf(err)

@@ -38,7 +38,8 @@ const exitCodesHelp = `Exit codes:
        interrupted; "net up"/"net try" refused while a "net try" is
        unconfirmed; "net confirm" with no try pending; "net down"
        refused because a bridge still has ports ghostbridge did not
-       create)
+       create; "vm stop" whose guest was still running when --timeout
+       passed: the guest is left running, use --force)
   2    usage or configuration error (unknown flag or command, bad argument
        such as a height not in the chain, invalid config key or value,
        missing config file named by --config, database missing, not

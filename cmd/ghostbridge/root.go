@@ -65,6 +65,7 @@ func NewApp(ios *IOStreams, env func(string) string) *App {
 // Run executes one command line (without the program name) and returns the
 // process exit code. Errors are printed once, on stderr.
 func (a *App) Run(ctx context.Context, args []string) int {
+	defer a.releaseDefaultLog()
 	root := newRootCmd(a)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
@@ -229,6 +230,7 @@ func (a *App) preRun(cmd *cobra.Command) error {
 			return usageErrorf(fmt.Errorf("--%s %s: want %s", flagForKey[p.Key], p.Value, p.Want))
 		}
 		a.log = newLogger(a.IO.ErrOut, cfg.Log.Level, cfg.Log.Format, journal)
+		a.claimDefaultLog()
 		return nil
 	}
 	src, err := a.configFile(cmd)
@@ -241,6 +243,7 @@ func (a *App) preRun(cmd *cobra.Command) error {
 	}
 	a.conf = lc
 	a.log = newLogger(a.IO.ErrOut, lc.Config.Log.Level, lc.Config.Log.Format, journal)
+	a.claimDefaultLog()
 	a.log.Debug("configuration loaded", "file", lc.File)
 	return nil
 }

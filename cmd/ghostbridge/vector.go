@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -63,9 +62,6 @@ func (a *App) openVector(ctx context.Context, write bool) (*vectorSession, error
 			return nil, err
 		}
 	}
-	// The Qdrant client warns about a key sent without TLS through the
-	// default logger: make that ours (format, level, stderr).
-	slog.SetDefault(a.log)
 	cl, err := vector.Connect(vector.Conn{Host: vc.Host, Port: vc.Port, TLS: vc.TLS, APIKey: key})
 	if err != nil {
 		return nil, err

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/qdrant/go-client/qdrant"
+	"github.com/spf13/cobra"
 
 	"github.com/ghostbridge/ghostbridge/pkg/chain"
 	"github.com/ghostbridge/ghostbridge/pkg/vector"
@@ -156,6 +159,52 @@ func TestVectorAPIKey(t *testing.T) {
 	r = runCLI(t, env, "--db", db, "--log-level", "debug", "vector", "sync", "--once")
 	if r.code != exitOK || strings.Contains(r.stderr+r.stdout, "s3cret") {
 		t.Fatalf("key from env: exit %d stderr %q", r.code, r.stderr)
+	}
+	// The Qdrant client warns through slog.Default; it lands on the
+	// command's stderr in the command's log format (no time under
+	// JOURNAL_STREAM).
+	if !strings.Contains(r.stderr, `level=WARN msg="API key is being used without TLS`) {
+		t.Fatalf("key without TLS: no warning in the command's log format on stderr: %q", r.stderr)
+	}
+}
+
+// TestDefaultLogIsTheCommands: records sent to slog.Default (the Qdrant
+// client's warnings) reach the logger of the command that runs, whatever
+// the command, with attributes and groups added on the way; the last App
+// to start gets them, and none once its Run is over.
+func TestDefaultLogIsTheCommands(t *testing.T) {
+	start := func(logFormat string) (*App, *bytes.Buffer) {
+		ios, _, _, errOut := TestIO()
+		a := NewApp(ios, func(string) string { return "" })
+		a.flags = globalFlags{format: "text", logLevel: "info", logFormat: logFormat}
+		if err := a.preRun(&cobra.Command{Annotations: map[string]string{annotSkipConfig: "true"}}); err != nil {
+			t.Fatal(err)
+		}
+		return a, errOut
+	}
+	a, errA := start("json")
+	defer a.releaseDefaultLog()
+	slog.Default().With("k", "v").WithGroup("g").Warn("probe one", "x", 1)
+	slog.Debug("probe below the level")
+	for _, want := range []string{`"msg":"probe one"`, `"k":"v"`, `"g":{"x":1}`} {
+		if !strings.Contains(errA.String(), want) {
+			t.Errorf("first App's stderr lacks %s: %q", want, errA.String())
+		}
+	}
+	if strings.Contains(errA.String(), "below the level") {
+		t.Errorf("a debug record passed the info level: %q", errA.String())
+	}
+	b, errB := start("text")
+	slog.Warn("probe two")
+	if !strings.Contains(errB.String(), `level=WARN msg="probe two"`) || strings.Contains(errA.String(), "probe two") {
+		t.Errorf("second App: stderr %q; first App's %q", errB.String(), errA.String())
+	}
+	a.releaseDefaultLog() // not a's any more: must not unclaim b's
+	slog.Warn("probe three")
+	b.releaseDefaultLog()
+	slog.Warn("probe four")
+	if !strings.Contains(errB.String(), "probe three") || strings.Contains(errA.String()+errB.String(), "probe four") {
+		t.Errorf("after release: first %q, second %q", errA.String(), errB.String())
 	}
 }
 
