@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -73,10 +72,6 @@ func runChainVerify(ctx context.Context, a *App, opts *chainVerifyOptions) error
 		return usageErrorf(errors.New("--from/--to select a range, which only full verification checks; " +
 			"with a checkpoint configured, verification is incremental (from the checkpoint to the head): add --full or drop --from/--to"))
 	}
-	// A full verification allocates a few small values per block and keeps
-	// almost nothing live: collecting a quarter as often costs a few MB and
-	// gives back about a tenth of the CPU (make bench).
-	debug.SetGCPercent(400)
 	return a.withChain(ctx, func(st *chain.Store) error {
 		if trust == nil {
 			msg := "verification is not anchored to a signed checkpoint: " + why

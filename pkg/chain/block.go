@@ -126,7 +126,9 @@ func (b *Block) AppendRecord(dst []byte) []byte {
 // Record returns the block's canonical encoding.
 func (b *Block) Record() []byte { return b.AppendRecord(nil) }
 
-func appendRecord(dst []byte, height uint64, timeNS int64, kind string, prev []byte, payload string) []byte {
+// appendRecord takes kind and payload as strings (a Block's) or as bytes
+// (a verifier's view of the stored columns), without a conversion.
+func appendRecord[S string | []byte](dst []byte, height uint64, timeNS int64, kind S, prev []byte, payload S) []byte {
 	dst = append(dst, RecordPrefix...)
 	dst = append(dst, ' ')
 	dst = strconv.AppendUint(dst, height, 10)

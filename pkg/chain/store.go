@@ -99,7 +99,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := sql.Open("sqlite", dsn(abs, false))
+	db, err := sql.Open("sqlite", dsn(abs))
 	if err != nil {
 		return nil, fmt.Errorf("chain database %s: %w", abs, err)
 	}
@@ -157,19 +157,13 @@ func removeDatabase(path string) {
 	}
 }
 
-func dsn(path string, readOnly bool) string {
+func dsn(path string) string {
 	q := url.Values{}
 	q.Add("_busy_timeout", "10000")
 	q.Add("_journal_mode", "WAL")
 	// FULL: a block acknowledged to the caller survives power loss.
 	q.Add("_synchronous", "FULL")
 	q.Add("_txlock", "immediate")
-	if readOnly {
-		q.Set("_query_only", "1")
-		// Verification reads the whole file once: map it rather than
-		// copy every page through read(2).
-		q.Add("_pragma", "mmap_size(1099511627776)")
-	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 

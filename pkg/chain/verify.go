@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/bits"
 	"runtime"
@@ -155,7 +153,7 @@ type VerifyResult struct {
 // an early failure stops the rest quickly. Segments are aligned to
 // multiples of it; when it is a power of two, a whole segment is one
 // complete subtree of the Merkle tree, checked through its root alone.
-var segmentSize uint64 = 1 << 15
+var segmentSize uint64 = 1 << 14
 
 // Verify recomputes the hash of every block in the range and checks each
 // link, height, kind and time, and that the stored Merkle tree holds
@@ -488,21 +486,27 @@ func (s *Store) verifyBlocks(ctx context.Context, opts VerifyOptions, to, detail
 	nseg := to/segmentSize - first + 1
 	workers = int(min(uint64(workers), nseg))
 
-	rdb, err := sql.Open("sqlite", dsn(s.path, true))
-	if err != nil {
-		return nil, err
-	}
-	defer rdb.Close()
-	rdb.SetMaxOpenConns(workers)
-
-	v := &verifier{db: rdb, failAt: math.MaxUint64, tree: !opts.skipTree, detailAt: detailAt, signedBelow: signedBelow, allDetailed: opts.Incremental}
+	var err error
+	v := &verifier{failAt: math.MaxUint64, tree: !opts.skipTree, detailAt: detailAt, signedBelow: signedBelow, allDetailed: opts.Incremental}
 	segs := make(chan uint64)
 	results := make([]*Failure, nseg)
 	var wg sync.WaitGroup
-	errc := make(chan error, workers)
+	errc := make(chan error, 2*workers) // a segment's error and a close's
 	for range workers {
 		wg.Go(func() {
-			ws := &workspace{}
+			// Each worker reads on its own connection, so reading runs
+			// in parallel as well as hashing.
+			conn, err := openReadConn(s.path)
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer func() {
+				if err := conn.Close(); err != nil {
+					errc <- err
+				}
+			}()
+			ws := &workspace{conn: conn}
 			for i := range segs {
 				start := max((first+i)*segmentSize, opts.From)
 				end := min((first+i+1)*segmentSize-1, to)
@@ -609,7 +613,6 @@ func (s *Store) checkUpperTree(ctx context.Context, size uint64) (*Failure, erro
 }
 
 type verifier struct {
-	db     *sql.DB
 	done   atomic.Uint64
 	failAt uint64 // lowest failing height found so far; read and written atomically
 	tree   bool   // also check the stored Merkle tree
@@ -635,8 +638,9 @@ type verifier struct {
 	allDetailed bool
 }
 
-// workspace is one worker's reusable memory.
+// workspace is one worker's connection and reusable memory.
 type workspace struct {
+	conn   *readConn
 	rec    []byte      // 0x00 then the record: the leaf hash's input, the block hash's from rec[1:]
 	stack  []tlog.Hash // with fast: roots of the complete subtrees so far, largest first
 	stored []tlog.Hash // the segment's stored tree hashes, by index - base
@@ -689,9 +693,12 @@ func (v *verifier) reportProgress(fn func(done, total uint64), total uint64) (st
 // recheck (the caller runs it again with detailed set). Detailed, and for
 // partial segments, every stored hash the segment's blocks wrote is loaded
 // and compared with its recomputation, naming the first block at fault.
-func (v *verifier) segment(ctx context.Context, start, end uint64, ws *workspace, detailed bool) (_ *Failure, recheck bool, _ error) {
+func (v *verifier) segment(ctx context.Context, start, end uint64, ws *workspace, detailed bool) (_ *Failure, recheck bool, err error) {
 	if start > atomic.LoadUint64(&v.failAt) {
 		return nil, false, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
 	}
 	level := subtreeLevel()
 	whole := level >= 0 && start%segmentSize == 0 && end-start+1 == segmentSize
@@ -701,13 +708,21 @@ func (v *verifier) segment(ctx context.Context, start, end uint64, ws *workspace
 	if start > 0 {
 		from = start - 1
 	}
-	conn, err := v.db.Conn(ctx)
+	var base int64
+	if detailed {
+		if base, err = ws.loadTree(start, end); err != nil {
+			return nil, false, err
+		}
+	}
+	if fast {
+		ws.stack = ws.stack[:0]
+	}
+	rows, err := ws.conn.query(`SELECT `+blockColumns+` FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height`, int64(from), int64(end))
 	if err != nil {
 		return nil, false, err
 	}
-	defer conn.Close()
+	defer func() { err = errors.Join(err, rows.Close()) }()
 	var (
-		subRoot  tlog.Hash // with fast: the recomputed subtree root
 		prevHash Hash
 		prevTime int64
 		havePrev bool
@@ -716,94 +731,63 @@ func (v *verifier) segment(ctx context.Context, start, end uint64, ws *workspace
 		failure  *Failure
 	)
 	defer func() { v.done.Add(counted) }()
-	// The driver's own rows, not database/sql's: a million rows a second
-	// leave no room for a conversion and a lock per column.
-	err = conn.Raw(func(dc any) error {
-		q, ok := dc.(driver.QueryerContext)
-		if !ok {
-			return fmt.Errorf("sqlite driver cannot query directly")
-		}
-		var base int64
-		if detailed {
-			var err error
-			if base, err = ws.loadTree(ctx, q, start, end); err != nil {
-				return err
-			}
-		}
-		if fast {
-			ws.stack = ws.stack[:0]
-		}
-		rows, err := q.QueryContext(ctx, `SELECT `+blockColumns+` FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height`,
-			[]driver.NamedValue{{Ordinal: 1, Value: int64(from)}, {Ordinal: 2, Value: int64(end)}})
+	for {
+		ok, err := rows.next()
 		if err != nil {
-			return err
+			return nil, false, err
 		}
-		dest := make([]driver.Value, 6)
-		for {
-			if err := rows.Next(dest); err != nil {
-				if err == io.EOF {
-					break
-				}
-				return errors.Join(err, rows.Close())
+		if !ok {
+			break
+		}
+		h, timeNS := uint64(rows.int64(0)), rows.int64(1)
+		kind, payload, prev, hash := rows.bytes(2), rows.bytes(3), rows.bytes(4), rows.bytes(5)
+		if h < start { // the predecessor
+			if len(hash) == len(prevHash) {
+				copy(prevHash[:], hash)
+				prevTime, havePrev = timeNS, true
 			}
-			height, _ := dest[0].(int64)
-			timeNS, _ := dest[1].(int64)
-			kind, _ := dest[2].(string)
-			payload, _ := dest[3].(string)
-			prev, _ := dest[4].([]byte)
-			hash, _ := dest[5].([]byte)
-			h := uint64(height)
-			if h < start { // the predecessor
-				if len(hash) == len(prevHash) {
-					copy(prevHash[:], hash)
-					prevTime, havePrev = timeNS, true
-				}
-				continue
-			}
-			if h != next {
-				failure = &Failure{Height: next, Reason: ReasonMissingHeight, Detail: fmt.Sprintf("no block at height %d (next stored is %d)", next, h)}
-				break
-			}
-			if start > 0 && h == start && !havePrev {
-				failure = &Failure{Height: start - 1, Reason: ReasonMissingHeight, Detail: fmt.Sprintf("no block at height %d, the predecessor of %d", start-1, start)}
-				break
-			}
-			if h&1023 == 0 && h > atomic.LoadUint64(&v.failAt) {
+			continue
+		}
+		if h != next {
+			failure = &Failure{Height: next, Reason: ReasonMissingHeight, Detail: fmt.Sprintf("no block at height %d (next stored is %d)", next, h)}
+			break
+		}
+		if start > 0 && h == start && !havePrev {
+			failure = &Failure{Height: start - 1, Reason: ReasonMissingHeight, Detail: fmt.Sprintf("no block at height %d, the predecessor of %d", start-1, start)}
+			break
+		}
+		if h&1023 == 0 {
+			if h > atomic.LoadUint64(&v.failAt) {
 				break // a lower segment already failed; nothing here can come first
 			}
-			skipHash := fast && h < v.signedBelow && h != end
-			if failure = checkBlock(h, timeNS, kind, payload, prev, hash, &prevHash, prevTime, &ws.rec, skipHash); failure != nil {
+			if err := ctx.Err(); err != nil {
+				return nil, false, err
+			}
+		}
+		skipHash := fast && h < v.signedBelow && h != end
+		if failure = checkBlock(h, timeNS, kind, payload, prev, hash, &prevHash, prevTime, &ws.rec, skipHash); failure != nil {
+			break
+		}
+		if detailed {
+			if failure = ws.checkTree(h, base); failure != nil {
 				break
 			}
-			if detailed {
-				if failure = ws.checkTree(h, base); failure != nil {
-					break
-				}
-			} else if fast {
-				ws.fold(h - start)
-			}
-			prevTime = timeNS
-			next++
-			counted++
+		} else if fast {
+			ws.fold(h - start)
 		}
-		if err := rows.Close(); err != nil {
-			return err
+		prevTime = timeNS
+		next++
+		counted++
+	}
+	if fast && failure == nil && next == end+1 {
+		stored, _, err := ws.readOne(tlog.StoredHashIndex(level, int64(start>>level)))
+		if err != nil {
+			return nil, false, err
 		}
-		if fast && failure == nil && next == end+1 {
-			subRoot = ws.stack[0]
-			stored, err := readOne(ctx, q, tlog.StoredHashIndex(level, int64(start>>level)))
-			if err != nil {
-				return err
-			}
-			recheck = stored != subRoot
-			if recheck {
-				segmentRechecks.Add(1)
-			}
+		recheck = stored != ws.stack[0]
+		if recheck {
+			segmentRechecks.Add(1)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, false, err
 	}
 	if failure == nil && next <= end && next <= atomic.LoadUint64(&v.failAt) {
 		failure = &Failure{Height: next, Reason: ReasonMissingHeight, Detail: fmt.Sprintf("no block at height %d", next)}
@@ -819,27 +803,30 @@ func (v *verifier) segment(ctx context.Context, start, end uint64, ws *workspace
 	return nil, recheck, nil
 }
 
-// readOne reads one stored tree hash; a missing or malformed one reads as
-// the zero hash, which matches nothing.
-func readOne(ctx context.Context, q driver.QueryerContext, id int64) (tlog.Hash, error) {
+// readOne reads one stored tree hash, and reports false when it is
+// missing or malformed; it then reads as the zero hash, which matches
+// nothing.
+func (ws *workspace) readOne(id int64) (tlog.Hash, bool, error) {
 	var h tlog.Hash
-	rows, err := q.QueryContext(ctx, `SELECT hash FROM tree WHERE id = ?`, []driver.NamedValue{{Ordinal: 1, Value: id}})
+	rows, err := ws.conn.query(`SELECT hash FROM tree WHERE id = ?`, id)
 	if err != nil {
-		return h, err
+		return h, false, err
 	}
-	dest := make([]driver.Value, 1)
-	if err := rows.Next(dest); err == nil {
-		if b, _ := dest[0].([]byte); len(b) == tlog.HashSize {
+	ok, err := rows.next()
+	if ok {
+		if b := rows.bytes(0); len(b) == tlog.HashSize {
 			h = tlog.Hash(b)
+		} else {
+			ok = false
 		}
 	}
-	return h, rows.Close()
+	return h, ok, errors.Join(err, rows.Close())
 }
 
 // loadTree reads the tree hashes that blocks start..end stored (a
 // contiguous range of stored-hash indexes, returned from base on) and the
 // few older hashes their appends read, and resets the frontier to them.
-func (ws *workspace) loadTree(ctx context.Context, q driver.QueryerContext, start, end uint64) (base int64, err error) {
+func (ws *workspace) loadTree(start, end uint64) (base int64, err error) {
 	base = tlog.StoredHashIndex(0, int64(start))
 	limit := tlog.StoredHashIndex(0, int64(end)+1)
 	n := int(limit - base)
@@ -848,21 +835,19 @@ func (ws *workspace) loadTree(ctx context.Context, q driver.QueryerContext, star
 	}
 	ws.stored, ws.have = ws.stored[:n], ws.have[:n]
 	clear(ws.have)
-	rows, err := q.QueryContext(ctx, `SELECT id, hash FROM tree WHERE id >= ? AND id < ? ORDER BY id`,
-		[]driver.NamedValue{{Ordinal: 1, Value: base}, {Ordinal: 2, Value: limit}})
+	rows, err := ws.conn.query(`SELECT id, hash FROM tree WHERE id >= ? AND id < ? ORDER BY id`, base, limit)
 	if err != nil {
 		return 0, err
 	}
-	dest := make([]driver.Value, 2)
 	for {
-		if err := rows.Next(dest); err != nil {
-			if err != io.EOF {
-				return 0, errors.Join(err, rows.Close())
-			}
+		ok, err := rows.next()
+		if err != nil {
+			return 0, errors.Join(err, rows.Close())
+		}
+		if !ok {
 			break
 		}
-		id, _ := dest[0].(int64)
-		hash, _ := dest[1].([]byte)
+		id, hash := rows.int64(0), rows.bytes(1)
 		if id >= base && id < limit && len(hash) == tlog.HashSize {
 			copy(ws.stored[id-base][:], hash)
 			ws.have[id-base] = true
@@ -882,21 +867,14 @@ func (ws *workspace) loadTree(ctx context.Context, q driver.QueryerContext, star
 		}
 	}
 	for id := range older {
-		rows, err := q.QueryContext(ctx, `SELECT hash FROM tree WHERE id = ?`, []driver.NamedValue{{Ordinal: 1, Value: id}})
+		h, ok, err := ws.readOne(id)
 		if err != nil {
 			return 0, err
 		}
-		if err := rows.Next(dest[:1]); err == nil {
-			if hash, _ := dest[0].([]byte); len(hash) == tlog.HashSize {
-				older[id] = tlog.Hash(hash)
-			} else {
-				delete(older, id)
-			}
+		if ok {
+			older[id] = h
 		} else {
 			delete(older, id)
-		}
-		if err := rows.Close(); err != nil {
-			return 0, err
 		}
 	}
 	ws.f = frontier{next: mapReader(older)}
@@ -970,7 +948,7 @@ func (ws *workspace) checkTree(h uint64, base int64) *Failure {
 //
 // With skipHash the record is built but not hashed: the caller ties the
 // record to a signed tree instead (see verifier.signedBelow).
-func checkBlock(h uint64, timeNS int64, kind, payload string, prev, hash []byte, prevHash *Hash, prevTime int64, buf *[]byte, skipHash bool) *Failure {
+func checkBlock(h uint64, timeNS int64, kind, payload, prev, hash []byte, prevHash *Hash, prevTime int64, buf *[]byte, skipHash bool) *Failure {
 	if len(prev) != len(prevHash) || len(hash) != len(prevHash) {
 		return &Failure{Height: h, Reason: ReasonBadRecord, Detail: fmt.Sprintf("stored hashes are %d and %d bytes, want 32", len(prev), len(hash))}
 	}
@@ -982,7 +960,7 @@ func checkBlock(h uint64, timeNS int64, kind, payload string, prev, hash []byte,
 		}
 	}
 	if h == 0 {
-		if Kind(kind) != KindGenesis || !bytes.Equal(prev, make([]byte, 32)) {
+		if string(kind) != string(KindGenesis) || !bytes.Equal(prev, make([]byte, 32)) {
 			return &Failure{Height: 0, Reason: ReasonBrokenLink, Detail: fmt.Sprintf("height 0 must be %s linking to the zero hash, is %s linking to %x", KindGenesis, kind, prev)}
 		}
 	} else if !bytes.Equal(prev, prevHash[:]) {

@@ -1,9 +1,12 @@
 package chain
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -235,5 +238,59 @@ func TestReasonHeightless(t *testing.T) {
 		if got := r.Heightless(); got != want {
 			t.Errorf("%s.Heightless() = %v, want %v", r, got, want)
 		}
+	}
+}
+
+// TestReadConn covers the verifier's own connection: it reads what the
+// store wrote, refuses a missing file instead of creating it, and cannot
+// write.
+func TestReadConn(t *testing.T) {
+	s := newStore(t)
+	fill(t, s, 3)
+	c, err := openReadConn(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := c.query(`SELECT height, kind, hash FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height`, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := uint64(1); ; want++ {
+		ok, err := rows.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			if want != 3 {
+				t.Fatalf("read up to height %d, want 1..2", want-1)
+			}
+			break
+		}
+		b, err := s.Get(t.Context(), want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := uint64(rows.int64(0)); h != want || string(rows.bytes(1)) != string(b.Kind) || !bytes.Equal(rows.bytes(2), b.Hash[:]) {
+			t.Fatalf("row %d: height %d, kind %q, hash %x; want %s, %s", want, h, rows.bytes(1), rows.bytes(2), b.Kind, b.Hash)
+		}
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.exec(`DELETE FROM blocks`); err == nil {
+		t.Error("a write on the read connection succeeded")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.db")
+	if c, err := openReadConn(missing); err == nil {
+		c.Close()
+		t.Fatal("opened a missing database")
+	} else if !strings.Contains(err.Error(), missing) {
+		t.Errorf("error %q does not name %s", err, missing)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("opening a missing database created it: %v", err)
 	}
 }
