@@ -298,6 +298,17 @@ func TestTamperSuiteAcrossSegments(t *testing.T) {
 		{"leaf altered in the last, partial subtree", func(t *testing.T, s *Store) {
 			sqlite3(t, s.Path(), fmt.Sprintf(`UPDATE tree SET hash = zeroblob(32) WHERE id = %d`, tlog.StoredHashIndex(0, 66)))
 		}, want{66, ReasonTreeMismatch}},
+		// Hashes inside a whole subtree, below its root: a proof through
+		// them would fail, so verification must too.
+		{"leaf altered in a whole subtree", func(t *testing.T, s *Store) {
+			sqlite3(t, s.Path(), fmt.Sprintf(`UPDATE tree SET hash = zeroblob(32) WHERE id = %d`, tlog.StoredHashIndex(0, 12)))
+		}, want{12, ReasonTreeMismatch}},
+		{"node altered inside a whole subtree", func(t *testing.T, s *Store) {
+			sqlite3(t, s.Path(), fmt.Sprintf(`UPDATE tree SET hash = zeroblob(32) WHERE id = %d`, tlog.StoredHashIndex(1, 10)))
+		}, want{21, ReasonTreeMismatch}},
+		{"node deleted inside a whole subtree", func(t *testing.T, s *Store) {
+			sqlite3(t, s.Path(), fmt.Sprintf(`DELETE FROM tree WHERE id = %d`, tlog.StoredHashIndex(2, 9)))
+		}, want{39, ReasonTreeMismatch}},
 		{"subtree root altered", func(t *testing.T, s *Store) {
 			sqlite3(t, s.Path(), fmt.Sprintf(`UPDATE tree SET hash = zeroblob(32) WHERE id = %d`, tlog.StoredHashIndex(3, 2)))
 		}, want{23, ReasonTreeMismatch}},

@@ -152,7 +152,8 @@ type VerifyResult struct {
 // that a query's set-up is noise, small enough that work spreads evenly and
 // an early failure stops the rest quickly. Segments are aligned to
 // multiples of it; when it is a power of two, a whole segment is one
-// complete subtree of the Merkle tree, checked through its root alone.
+// complete subtree of the Merkle tree, checked in one pass beside its
+// blocks.
 var segmentSize uint64 = 1 << 14
 
 // Verify recomputes the hash of every block in the range and checks each
@@ -621,8 +622,8 @@ type verifier struct {
 	// the subtree level that make up the tree of size C (and that the
 	// checkpoint's root is computed from) are compared with the blocks.
 	detailAt uint64
-	// signedBelow: blocks below it, in segments checked through their
-	// subtree root, need no SHA-256 of their own. The caller proves the
+	// signedBelow: blocks below it, in whole segments checked against
+	// the stored tree, need no SHA-256 of their own. The caller proves the
 	// tree of size signedBelow+1, recomputed from these records, has a
 	// trusted checkpoint's root; a block's stored hash is then the prev
 	// of the next (signed) record, which the link check compares. The
@@ -640,12 +641,14 @@ type verifier struct {
 
 // workspace is one worker's connection and reusable memory.
 type workspace struct {
-	conn   *readConn
-	rec    []byte      // 0x00 then the record: the leaf hash's input, the block hash's from rec[1:]
-	stack  []tlog.Hash // with fast: roots of the complete subtrees so far, largest first
-	stored []tlog.Hash // the segment's stored tree hashes, by index - base
-	have   []bool
-	f      frontier
+	conn     *readConn
+	tree     *readRows   // with fast: the segment's stored tree hashes, in index order
+	treeNext int64       // with fast: the index of the next one
+	rec      []byte      // 0x00 then the record: the leaf hash's input, the block hash's from rec[1:]
+	stack    []tlog.Hash // with fast: roots of the complete subtrees so far, largest first
+	stored   []tlog.Hash // the segment's stored tree hashes, by index - base
+	have     []bool
+	f        frontier
 }
 
 func (v *verifier) fail(f *Failure) *Failure {
@@ -687,12 +690,14 @@ func (v *verifier) reportProgress(fn func(done, total uint64), total uint64) (st
 // the segment and segments need no stitching afterwards.
 //
 // The tree check has two ways. A whole aligned segment is a complete
-// subtree: its leaves are recomputed from the blocks and hashed up to the
-// subtree's root, which must equal the one stored node for it (reading one
-// hash instead of two per block). When it does not, segment asks for a
-// recheck (the caller runs it again with detailed set). Detailed, and for
-// partial segments, every stored hash the segment's blocks wrote is loaded
-// and compared with its recomputation, naming the first block at fault.
+// subtree: its leaves and nodes are recomputed from the blocks and
+// compared, as they are computed, with the stored hashes read beside the
+// blocks in index order, up to the subtree's root (the nodes above it are
+// checkUpperTree's). When one differs, segment asks for a recheck (the
+// caller runs it again with detailed set). Detailed, and for partial
+// segments, every stored hash the segment's blocks wrote is loaded and
+// compared with its recomputation through tlog, naming the first block at
+// fault.
 func (v *verifier) segment(ctx context.Context, start, end uint64, ws *workspace, detailed bool) (_ *Failure, recheck bool, err error) {
 	if start > atomic.LoadUint64(&v.failAt) {
 		return nil, false, nil
@@ -716,6 +721,15 @@ func (v *verifier) segment(ctx context.Context, start, end uint64, ws *workspace
 	}
 	if fast {
 		ws.stack = ws.stack[:0]
+		// The stored hashes the segment's blocks wrote, up to its
+		// subtree's root, come in index order as the appends wrote
+		// them: walk them beside the blocks.
+		if ws.tree, err = ws.conn.query(`SELECT id, hash FROM tree WHERE id BETWEEN ? AND ? ORDER BY id`,
+			tlog.StoredHashIndex(0, int64(start)), tlog.StoredHashIndex(level, int64(start>>level))); err != nil {
+			return nil, false, err
+		}
+		ws.treeNext = tlog.StoredHashIndex(0, int64(start))
+		defer func() { err = errors.Join(err, ws.tree.Close()) }()
 	}
 	rows, err := ws.conn.query(`SELECT `+blockColumns+` FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height`, int64(from), int64(end))
 	if err != nil {
@@ -773,21 +787,20 @@ func (v *verifier) segment(ctx context.Context, start, end uint64, ws *workspace
 				break
 			}
 		} else if fast {
-			ws.fold(h - start)
+			match, err := ws.fold(h - start)
+			if err != nil {
+				return nil, false, err
+			}
+			if !match {
+				// Look hash by hash for the first block that
+				// explains it.
+				segmentRechecks.Add(1)
+				return nil, true, nil
+			}
 		}
 		prevTime = timeNS
 		next++
 		counted++
-	}
-	if fast && failure == nil && next == end+1 {
-		stored, _, err := ws.readOne(tlog.StoredHashIndex(level, int64(start>>level)))
-		if err != nil {
-			return nil, false, err
-		}
-		recheck = stored != ws.stack[0]
-		if recheck {
-			segmentRechecks.Add(1)
-		}
 	}
 	if failure == nil && next <= end && next <= atomic.LoadUint64(&v.failAt) {
 		failure = &Failure{Height: next, Reason: ReasonMissingHeight, Detail: fmt.Sprintf("no block at height %d", next)}
@@ -896,8 +909,8 @@ func (m mapReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
-// segmentRechecks counts whole segments whose recomputed subtree root
-// differed from the stored one; tests use it to see that a sound chain
+// segmentRechecks counts whole segments whose recomputed tree hashes
+// differed from the stored ones; tests use it to see that a sound chain
 // takes the fast path throughout.
 var segmentRechecks atomic.Uint64
 
@@ -905,14 +918,35 @@ var segmentRechecks atomic.Uint64
 // roots of the complete subtrees before it, merging equal-sized ones with
 // tlog.NodeHash, so after the last leaf ws.stack[0] is the subtree's root.
 // It computes the same hashes as tlog.StoredHashes, without its
-// allocations and stored-hash look-ups: a million leaves a second.
-func (ws *workspace) fold(i uint64) {
+// allocations and stored-hash look-ups, and reports whether each is the
+// next one ws.tree holds.
+func (ws *workspace) fold(i uint64) (bool, error) {
 	node := tlog.Hash(sha256.Sum256(ws.rec)) // tlog.RecordHash(record)
+	if ok, err := ws.storedNext(node); !ok || err != nil {
+		return false, err
+	}
 	for ; i&1 == 1; i >>= 1 {
 		node = tlog.NodeHash(ws.stack[len(ws.stack)-1], node)
 		ws.stack = ws.stack[:len(ws.stack)-1]
+		if ok, err := ws.storedNext(node); !ok || err != nil {
+			return false, err
+		}
 	}
 	ws.stack = append(ws.stack, node)
+	return true, nil
+}
+
+// storedNext reports whether the next stored tree hash is h, at the index
+// the appends wrote it to.
+func (ws *workspace) storedNext(h tlog.Hash) (bool, error) {
+	ok, err := ws.tree.next()
+	if !ok || err != nil {
+		return false, err
+	}
+	id, stored := ws.tree.int64(0), ws.tree.bytes(1)
+	want := ws.treeNext
+	ws.treeNext++
+	return id == want && bytes.Equal(stored, h[:]), nil
 }
 
 // checkTree recomputes, with tlog, the tree hashes block h's append
