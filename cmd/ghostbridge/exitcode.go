@@ -19,6 +19,10 @@ const (
 	exitUsage       = 2
 	exitCheckFailed = 3
 	exitPending     = 4
+	// exitStopTimeout: "vm stop" asked the guest to shut down and it was
+	// still running when --timeout passed. Its own code, so a runbook
+	// can force exactly that case and no other failure.
+	exitStopTimeout = 5
 	exitInterrupted = 130
 	// exitNagiosUnknown is UNKNOWN for commands that exit as Nagios
 	// plugins do (annotNagios): diag could not tell.
@@ -38,8 +42,10 @@ const exitCodesHelp = `Exit codes:
        interrupted; "net up"/"net try" refused while a "net try" is
        unconfirmed; "net confirm" with no try pending; "net down"
        refused because a bridge still has ports ghostbridge did not
-       create; "vm stop" whose guest was still running when --timeout
-       passed: the guest is left running, use --force)
+       create; "vm stop" of a guest that is paused, crashed or
+       suspended, which cannot act on a shutdown; "vm list" that could
+       not read every guest: it lists the others, and the guests it
+       could not read with their error)
   2    usage or configuration error (unknown flag or command, bad argument
        such as a height not in the chain, invalid config key or value,
        missing config file named by --config, database missing, not
@@ -58,6 +64,9 @@ const exitCodesHelp = `Exit codes:
        and keeps snapshotting)
   4    changes pending: "net plan" found the host differs from the
        configuration ("net up" would change something)
+  5    timed out: "vm stop" asked the guest to shut down and it was
+       still running when --timeout passed; it is left running (power
+       it off with "vm stop --force")
   130  interrupted by SIGINT or SIGTERM before the command finished
        ("snap run" and "chain log --follow" stop cleanly and exit 0;
        "net try" rolls back and exits 1)
@@ -139,6 +148,9 @@ func exitCode(ctx context.Context, err error) int {
 	}
 	if errors.Is(err, errPending) {
 		return exitPending
+	}
+	if errors.Is(err, vm.ErrStopTimeout) {
+		return exitStopTimeout
 	}
 	var (
 		u  *usageError

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +15,11 @@ func newVMListCmd(a *App) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List guests with state, vCPUs, memory, bridges, MACs and VNC port",
+		Long: `List every guest of the libvirt connection, ours and others' (marked
+foreign). A guest that cannot be read does not hide the rest: the others
+are listed, it is listed with its error ("error" in JSON, "?" in the
+columns of the table), and the command exits 1. A guest undefined while
+it is being listed is left out.`,
 		Example: `  ghostbridge vm list
   ghostbridge vm list --format json | jq '.vms[] | select(.state == "running") | .name'`,
 		Args: cobra.NoArgs,
@@ -21,39 +27,47 @@ func newVMListCmd(a *App) *cobra.Command {
 			ctx := cmd.Context()
 			return a.withVM(ctx, false, func(d vm.Deps) error {
 				res, err := vm.List(ctx, d)
-				if err != nil {
+				if err != nil && !errors.Is(err, vm.ErrIncomplete) {
 					return err
 				}
-				if a.format == FormatJSON {
-					return writeJSON(a.IO.Out, res)
-				}
-				rows := make([][]string, 0, len(res.VMs))
-				for _, v := range res.VMs {
-					var br, macs []string
-					for _, n := range v.NICs {
-						br = append(br, n.Bridge+vlanTag(n.VLAN))
-						macs = append(macs, n.MAC)
-					}
-					vnc := "-"
-					if v.VNCPort > 0 {
-						vnc = strconv.Itoa(v.VNCPort)
-					}
-					name := v.Name
-					if !v.Managed {
-						name += " (foreign)"
-					}
-					auto := "no"
-					if v.Autostart {
-						auto = "yes"
-					}
-					rows = append(rows, []string{name, v.State, strconv.Itoa(v.VCPUs), vm.FormatSize(v.Memory), auto, vnc,
-						orDefault(strings.Join(br, ","), "-"), orDefault(strings.Join(macs, ","), "-")})
-				}
-				return renderTable(a.IO.Out, newStyles(a.IO.Renderer()),
-					[]string{"NAME", "STATE", "VCPUS", "MEMORY", "AUTOSTART", "VNC", "BRIDGES", "MACS"}, rows)
+				return errors.Join(a.printVMList(res), err)
 			})
 		},
 	}
+}
+
+func (a *App) printVMList(res vm.ListResult) error {
+	if a.format == FormatJSON {
+		return writeJSON(a.IO.Out, res)
+	}
+	rows := make([][]string, 0, len(res.VMs))
+	for _, v := range res.VMs {
+		if v.Error != "" {
+			rows = append(rows, []string{v.Name, orDefault(v.State, "?"), "?", "?", "?", "?", "?", "?"})
+			continue
+		}
+		var br, macs []string
+		for _, n := range v.NICs {
+			br = append(br, n.Bridge+vlanTag(n.VLAN))
+			macs = append(macs, n.MAC)
+		}
+		vnc := "-"
+		if v.VNCPort > 0 {
+			vnc = strconv.Itoa(v.VNCPort)
+		}
+		name := v.Name
+		if !v.Managed {
+			name += " (foreign)"
+		}
+		auto := "no"
+		if v.Autostart {
+			auto = "yes"
+		}
+		rows = append(rows, []string{name, v.State, strconv.Itoa(v.VCPUs), vm.FormatSize(v.Memory), auto, vnc,
+			orDefault(strings.Join(br, ","), "-"), orDefault(strings.Join(macs, ","), "-")})
+	}
+	return renderTable(a.IO.Out, newStyles(a.IO.Renderer()),
+		[]string{"NAME", "STATE", "VCPUS", "MEMORY", "AUTOSTART", "VNC", "BRIDGES", "MACS"}, rows)
 }
 
 func vlanTag(v int) string {
@@ -89,15 +103,22 @@ func newVMStopCmd(a *App) *cobra.Command {
 		Short: "Shut a guest down (ACPI) and wait, or power it off with --force",
 		Long: `Send the guest an ACPI shutdown and wait until it is shut off, up to
 --timeout. A guest still running then (its OS ignores ACPI or hangs on the
-way down) is left running and the command exits 1 with a hint to use
---force. --force powers the guest off at once, like pulling the plug.
-A guest that is already off is left alone.`,
+way down) is left running and the command exits 5, so a script can power
+off exactly that case with --force. A guest that is paused, crashed or
+suspended cannot act on the request: the command exits 1 at once, naming
+the state. --force powers the guest off at once, like pulling the plug,
+and takes no --timeout. A guest that is already off is left alone; a
+transient guest, which libvirt removes once it is off, is reported shut
+off and gone.`,
 		Example: `  ghostbridge vm stop web
   ghostbridge vm stop web --timeout 5m
-  ghostbridge vm stop web --timeout 30s || ghostbridge vm stop web --force`,
+  ghostbridge vm stop web --timeout 30s || { [ $? -eq 5 ] && ghostbridge vm stop web --force; }`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if opts.Timeout <= 0 {
+			if opts.Force && cmd.Flags().Changed("timeout") {
+				return usageErrorf(errors.New("--timeout with --force: --force powers off at once and does not wait"))
+			}
+			if err := opts.Validate(); err != nil {
 				return usageErrorf(fmt.Errorf("--timeout %s: want a positive duration such as 60s", opts.Timeout))
 			}
 			ctx := cmd.Context()
@@ -111,7 +132,7 @@ A guest that is already off is left alone.`,
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "power off at once instead of an ACPI shutdown")
-	cmd.Flags().DurationVar(&opts.Timeout, "timeout", vm.DefaultStopTimeout, "how long to wait for the guest to shut off after the ACPI request")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", vm.DefaultStopTimeout, "how long to wait for the guest to shut off after the ACPI request (not with --force)")
 	return cmd
 }
 
@@ -120,7 +141,10 @@ func (a *App) printState(res vm.StateResult) error {
 		return writeJSON(a.IO.Out, res)
 	}
 	note := ""
-	if !res.Changed {
+	switch {
+	case res.Gone:
+		note = " (transient: gone)"
+	case !res.Changed:
 		note = " (unchanged)"
 	}
 	_, err := fmt.Fprintf(a.IO.Out, "%s %s%s\n", res.Name, res.State, note)

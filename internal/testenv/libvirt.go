@@ -171,6 +171,11 @@ func (h *Libvirtd) Virsh(uri string, args ...string) (string, error) {
 // probed as root, reports KVM, while the libvirt-qemu user cannot open
 // /dev/kvm, so libvirtd discards the cache and probes qemu again (about a
 // minute under TCG) on every define.
+//
+// The node is made on a tmpfs mounted in that namespace under dir, not in
+// dir itself: a bind mount keeps its source's nodev, and on a host whose
+// temp directory is mounted nodev the bound node would not open, silently
+// bringing the re-probing back.
 func startWithKVMNode(dir string, cmd *exec.Cmd) error {
 	var st unix.Stat_t
 	if unix.Stat("/dev/kvm", &st) != nil || st.Mode&0o060 == 0o060 {
@@ -184,13 +189,11 @@ func startWithKVMNode(dir string, cmd *exec.Cmd) error {
 	if err != nil {
 		return cmd.Run()
 	}
-	node := filepath.Join(dir, "kvm")
-	if err := unix.Mknod(node, unix.S_IFCHR|0o660, int(st.Rdev)); err != nil {
-		return fmt.Errorf("mknod %s: %w", node, err)
-	}
-	if err := errors.Join(os.Chown(node, 0, gid), os.Chmod(node, 0o660)); err != nil {
+	devDir := filepath.Join(dir, "dev")
+	if err := os.Mkdir(devDir, 0o700); err != nil {
 		return err
 	}
+	node := filepath.Join(devDir, "kvm")
 	errc := make(chan error, 1)
 	go func() {
 		// The thread's mount namespace is changed for good, so the
@@ -203,6 +206,15 @@ func startWithKVMNode(dir string, cmd *exec.Cmd) error {
 			}
 			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 				return fmt.Errorf("make mounts private: %w", err)
+			}
+			if err := unix.Mount("gbkvm", devDir, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=64k"); err != nil {
+				return fmt.Errorf("mount tmpfs on %s: %w", devDir, err)
+			}
+			if err := unix.Mknod(node, unix.S_IFCHR|0o660, int(st.Rdev)); err != nil {
+				return fmt.Errorf("mknod %s: %w", node, err)
+			}
+			if err := errors.Join(os.Chown(node, 0, gid), os.Chmod(node, 0o660)); err != nil {
+				return err
 			}
 			if err := unix.Mount(node, "/dev/kvm", "", unix.MS_BIND, ""); err != nil {
 				return fmt.Errorf("bind %s over /dev/kvm: %w", node, err)

@@ -50,6 +50,9 @@ func RunningNICs(ctx context.Context, hyp Hypervisor) (RunningGuests, error) {
 			continue
 		}
 		res.Guests++
+		if di.Err != nil {
+			return res, fmt.Errorf("vm %s: %w", di.Name, di.Err)
+		}
 		var dom libvirtxml.Domain
 		if err := dom.Unmarshal(di.XML); err != nil {
 			return res, fmt.Errorf("vm %s: read XML: %w", di.Name, err)

@@ -148,7 +148,7 @@ func TestLifecycle(t *testing.T) {
 		if err != nil || !r.Changed || r.State != "shut off" {
 			t.Fatalf("stop --force: %+v, %v", r, err)
 		}
-		r, err = vm.Stop(ctx, e.deps, "web", vm.StopOptions{})
+		r, err = vm.Stop(ctx, e.deps, "web", vm.StopOptions{Timeout: vm.DefaultStopTimeout})
 		if err != nil || r.Changed {
 			t.Fatalf("stop stopped: %+v, %v", r, err)
 		}
@@ -164,7 +164,7 @@ func TestLifecycle(t *testing.T) {
 		}
 		// The test driver powers off on the ACPI request, so a graceful
 		// stop returns with the guest already off.
-		r, err = vm.Stop(ctx, e.deps, "web", vm.StopOptions{})
+		r, err = vm.Stop(ctx, e.deps, "web", vm.StopOptions{Timeout: vm.DefaultStopTimeout})
 		if err != nil || !r.Changed || r.State != "shut off" {
 			t.Fatalf("graceful stop: %+v, %v", r, err)
 		}

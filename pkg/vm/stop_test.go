@@ -64,3 +64,22 @@ func TestWaitUntil(t *testing.T) {
 		})
 	})
 }
+
+// TestStopOptionsValidate: a graceful stop needs a positive timeout (the
+// CLI refuses --timeout 0s with the same rule); --force needs none.
+func TestStopOptionsValidate(t *testing.T) {
+	for _, c := range []struct {
+		opts StopOptions
+		ok   bool
+	}{
+		{StopOptions{Timeout: time.Second}, true},
+		{StopOptions{Force: true}, true},
+		{StopOptions{}, false},
+		{StopOptions{Timeout: -time.Second}, false},
+	} {
+		err := c.opts.Validate()
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrInvalidConfig)) {
+			t.Errorf("%+v: err %v, want ok=%v (else ErrInvalidConfig)", c.opts, err, c.ok)
+		}
+	}
+}

@@ -25,6 +25,13 @@ var (
 	// ErrStopTimeout: a graceful stop sent the ACPI shutdown but the
 	// guest was still up when the timeout passed.
 	ErrStopTimeout = errors.New("did not shut down")
+	// ErrCannotShutDown: the guest is in a state (paused, crashed,
+	// suspended) in which it cannot act on an ACPI shutdown, so waiting
+	// would only run out the timeout.
+	ErrCannotShutDown = errors.New("cannot act on an ACPI shutdown")
+	// ErrIncomplete: List read some guests but not all; the result holds
+	// the others, and each guest it could not read carries its error.
+	ErrIncomplete = errors.New("some guests could not be read")
 )
 
 // DomainInfo is a domain as the hypervisor reports it.
@@ -33,6 +40,9 @@ type DomainInfo struct {
 	State     string // running, paused, shut off, ...
 	Autostart bool
 	XML       string // live XML when running, else the persistent one
+	// Err is set by Domains for a domain it listed but could not read
+	// in full (XML, or its state): the other fields hold what is known.
+	Err error
 }
 
 // HostInfo is the capacity of the host.
@@ -45,6 +55,12 @@ type HostInfo struct {
 // implements it. Missing domains are reported by wrapping ErrNotFound.
 type Hypervisor interface {
 	Domain(ctx context.Context, name string) (DomainInfo, error)
+	// DomainState is the domain's state alone (running, shut off, ...),
+	// cheaper than Domain: no XML.
+	DomainState(ctx context.Context, name string) (string, error)
+	// Domains lists every domain. A domain that vanishes while it is
+	// listed is left out; one that cannot be read is returned with Err
+	// set rather than failing the whole list.
 	Domains(ctx context.Context) ([]DomainInfo, error)
 	Define(ctx context.Context, xml string) error
 	Undefine(ctx context.Context, name string) error
@@ -281,6 +297,9 @@ type VM struct {
 	NICs      []NIC       `json:"nics"`
 	VNCPort   int         `json:"vnc_port"` // -1 when not running
 	Volumes   []VolumeRef `json:"volumes"`
+	// Error says why the guest could not be read; the fields other than
+	// Name (and State, when known) are then zero. Absent when it was read.
+	Error string `json:"error,omitempty"`
 }
 
 // ListResult is the JSON contract of `vm list`.
@@ -316,21 +335,33 @@ func memBytes(v uint64, unit string) uint64 {
 	return v << 10
 }
 
-// List returns every domain on the connection, sorted by name.
+// List returns every domain on the connection, sorted by name. A guest that
+// cannot be read (its XML could not be fetched or parsed) does not hide the
+// others: it is listed with Error set, and List returns the result with an
+// error wrapping ErrIncomplete that names each such guest.
 func List(ctx context.Context, d Deps) (ListResult, error) {
 	doms, err := d.Hyp.Domains(ctx)
 	if err != nil {
 		return ListResult{}, fmt.Errorf("list domains: %w", err)
 	}
 	out := ListResult{VMs: make([]VM, 0, len(doms))}
+	var bad []string
 	for _, di := range doms {
 		v, err := toVM(di)
+		if di.Err != nil {
+			err = fmt.Errorf("vm %s: %w", di.Name, di.Err)
+		}
 		if err != nil {
-			return ListResult{}, err
+			v = VM{Name: di.Name, State: di.State, VNCPort: -1, NICs: []NIC{}, Volumes: []VolumeRef{}, Error: err.Error()}
+			bad = append(bad, err.Error())
 		}
 		out.VMs = append(out.VMs, v)
 	}
 	slices.SortFunc(out.VMs, func(a, b VM) int { return strings.Compare(a.Name, b.Name) })
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		return out, fmt.Errorf("list domains: %w: %d of %d: %s", ErrIncomplete, len(bad), len(doms), strings.Join(bad, "; "))
+	}
 	return out, nil
 }
 
@@ -348,6 +379,9 @@ type StateResult struct {
 	Name    string `json:"name"`
 	State   string `json:"state"`
 	Changed bool   `json:"changed"`
+	// Gone: the guest was transient and libvirt removed it once it was
+	// off; State is then "shut off".
+	Gone bool `json:"gone,omitempty"`
 }
 
 // Start boots the guest; a running guest is left alone.
@@ -365,8 +399,8 @@ func Start(ctx context.Context, d Deps, name string) (StateResult, error) {
 	return stateAfter(ctx, d, name)
 }
 
-// DefaultStopTimeout is how long a graceful Stop waits for the guest to
-// power off when StopOptions.Timeout is zero.
+// DefaultStopTimeout is a sensible StopOptions.Timeout: long enough for a
+// guest OS to shut its services down.
 const DefaultStopTimeout = 60 * time.Second
 
 // stopPoll is how often a graceful Stop reads the guest's state.
@@ -375,19 +409,33 @@ const stopPoll = 250 * time.Millisecond
 // StopOptions says how Stop brings a guest down.
 type StopOptions struct {
 	// Force destroys the guest at once (pulls the plug) instead of
-	// sending an ACPI shutdown.
+	// sending an ACPI shutdown; Timeout is then not used.
 	Force bool
-	// Timeout bounds the wait for a graceful shutdown; zero means
-	// DefaultStopTimeout.
+	// Timeout bounds the wait for a graceful shutdown. It must be
+	// positive (DefaultStopTimeout, say) unless Force is set.
 	Timeout time.Duration
+}
+
+// Validate refuses a graceful stop without a positive timeout.
+func (o StopOptions) Validate() error {
+	if !o.Force && o.Timeout <= 0 {
+		return fmt.Errorf("%w: stop timeout %s: want a positive duration such as 60s", ErrInvalidConfig, o.Timeout)
+	}
+	return nil
 }
 
 // Stop brings the guest down; a stopped guest is left alone. A graceful stop
 // sends an ACPI shutdown and waits until the guest is shut off; a guest
 // still up after the timeout (one whose OS ignores ACPI, or that hangs on
 // the way down) gives an error wrapping ErrStopTimeout, and is left running
-// for the operator to force.
+// for the operator to force. A guest that is paused, crashed or suspended,
+// before the request or while waiting, cannot act on it: Stop fails at once
+// with an error wrapping ErrCannotShutDown. A transient guest, which libvirt
+// removes once it is off, counts as shut off when it is gone (Gone).
 func Stop(ctx context.Context, d Deps, name string, opts StopOptions) (StateResult, error) {
+	if err := opts.Validate(); err != nil {
+		return StateResult{}, err
+	}
 	v, err := Get(ctx, d, name)
 	if err != nil {
 		return StateResult{}, err
@@ -395,37 +443,67 @@ func Stop(ctx context.Context, d Deps, name string, opts StopOptions) (StateResu
 	if v.State == stateOff {
 		return StateResult{Name: name, State: v.State}, nil
 	}
+	if !opts.Force {
+		if err := shutdownBlocked(name, v.State); err != nil {
+			return StateResult{}, err
+		}
+	}
 	if err := d.Hyp.Stop(ctx, name, opts.Force); err != nil {
 		return StateResult{}, fmt.Errorf("vm %s: stop: %w", name, err)
 	}
 	if opts.Force {
 		return stateAfter(ctx, d, name)
 	}
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = DefaultStopTimeout
-	}
-	d.log().Info("shutdown requested; waiting", "vm", name, "timeout", timeout)
-	state := v.State
-	err = waitUntil(ctx, timeout, stopPoll, func(ctx context.Context) (bool, error) {
-		di, err := d.Hyp.Domain(ctx, name)
+	d.log().Info("shutdown requested; waiting", "vm", name, "timeout", opts.Timeout)
+	state, gone := v.State, false
+	err = waitUntil(ctx, opts.Timeout, stopPoll, func(ctx context.Context) (bool, error) {
+		st, err := d.Hyp.DomainState(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			gone = true
+			return true, nil
+		}
 		if err != nil {
 			return false, err
 		}
-		state = di.State
+		state = st
+		if err := shutdownBlocked(name, st); err != nil {
+			return false, err
+		}
 		return state == stateOff, nil
 	})
 	if errors.Is(err, ErrStopTimeout) {
-		return StateResult{}, fmt.Errorf("vm %s: %w within %s (%s); power it off with: ghostbridge vm stop %s --force", name, ErrStopTimeout, timeout, state, name)
+		return StateResult{}, fmt.Errorf("vm %s: %w within %s (%s); power it off with: ghostbridge vm stop %s --force", name, ErrStopTimeout, opts.Timeout, state, name)
+	}
+	if errors.Is(err, ErrCannotShutDown) {
+		return StateResult{}, err
 	}
 	if err != nil {
 		return StateResult{}, fmt.Errorf("vm %s: wait for shutdown: %w", name, err)
+	}
+	if gone {
+		return StateResult{Name: name, State: stateOff, Changed: true, Gone: true}, nil
 	}
 	return StateResult{Name: name, State: state, Changed: true}, nil
 }
 
 // stateOff is libvirt's name for a defined guest that is not running.
 const stateOff = "shut off"
+
+// shutdownBlocked refuses to wait on a guest that cannot act on an ACPI
+// shutdown in state, saying what the operator can do instead.
+func shutdownBlocked(name, state string) error {
+	var fix string
+	switch state {
+	case "paused":
+		fix = "resume it (virsh resume " + name + ") and stop again, or "
+	case "suspended":
+		fix = "wake it (virsh dompmwakeup " + name + ") and stop again, or "
+	case "crashed":
+	default:
+		return nil
+	}
+	return fmt.Errorf("vm %s: %s: %w; %spower it off with: ghostbridge vm stop %s --force", name, state, ErrCannotShutDown, fix, name)
+}
 
 // waitUntil calls done every poll until it reports true, returns an error,
 // or timeout passes (ErrStopTimeout). done is called once at the start, so
@@ -455,12 +533,17 @@ func waitUntil(ctx context.Context, timeout, poll time.Duration, done func(conte
 	}
 }
 
+// stateAfter reads the guest's state after a start or a forced stop. A
+// transient guest that is gone has been destroyed: it is off.
 func stateAfter(ctx context.Context, d Deps, name string) (StateResult, error) {
-	di, err := d.Hyp.Domain(ctx, name)
+	st, err := d.Hyp.DomainState(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return StateResult{Name: name, State: stateOff, Changed: true, Gone: true}, nil
+	}
 	if err != nil {
 		return StateResult{}, fmt.Errorf("vm %s: %w", name, err)
 	}
-	return StateResult{Name: name, State: di.State, Changed: true}, nil
+	return StateResult{Name: name, State: st, Changed: true}, nil
 }
 
 // DeleteResult is the JSON contract of `vm delete`.

@@ -25,6 +25,10 @@ const DefaultURI = "qemu:///system"
 type Conn struct {
 	l   *golibvirt.Libvirt
 	uri string
+	// allStats and xmlDesc, when set, stand in for the client's calls of
+	// those names, so tests can make a real daemon's answer fail.
+	allStats func(doms []golibvirt.Domain, stats, flags uint32) ([]golibvirt.DomainStatsRecord, error)
+	xmlDesc  func(d golibvirt.Domain, flags golibvirt.DomainXMLFlags) (string, error)
 }
 
 var _ vm.Hypervisor = (*Conn)(nil)
@@ -70,17 +74,27 @@ var stateNames = map[int32]string{
 func (c *Conn) info(d golibvirt.Domain) (vm.DomainInfo, error) {
 	st, _, err := c.l.DomainGetState(d, 0)
 	if err != nil {
-		return vm.DomainInfo{}, fmt.Errorf("state of %s: %w", d.Name, err)
+		return vm.DomainInfo{}, domErr("state", d.Name, err)
 	}
 	auto, err := c.l.DomainGetAutostart(d)
 	if err != nil {
-		return vm.DomainInfo{}, fmt.Errorf("autostart of %s: %w", d.Name, err)
+		return vm.DomainInfo{}, domErr("autostart", d.Name, err)
 	}
 	x, err := c.l.DomainGetXMLDesc(d, 0)
 	if err != nil {
-		return vm.DomainInfo{}, fmt.Errorf("XML of %s: %w", d.Name, err)
+		return vm.DomainInfo{}, domErr("XML", d.Name, err)
 	}
 	return vm.DomainInfo{Name: d.Name, State: stateName(st), Autostart: auto != 0, XML: x}, nil
+}
+
+// domErr names what could not be read of which domain. A domain gone
+// since it was looked up (a transient guest that shut down, one undefined
+// meanwhile) is reported as vm.ErrNotFound, as a failed lookup is.
+func domErr(what, name string, err error) error {
+	if notFound(err) {
+		return fmt.Errorf("%s of %s: %w", what, name, vm.ErrNotFound)
+	}
+	return fmt.Errorf("%s of %s: %w", what, name, err)
 }
 
 func stateName(st int32) string {
@@ -110,18 +124,41 @@ func (c *Conn) Domain(ctx context.Context, name string) (vm.DomainInfo, error) {
 	return c.info(d)
 }
 
+// DomainState returns one domain's state in two calls (lookup and state),
+// for polling; a missing domain wraps vm.ErrNotFound.
+func (c *Conn) DomainState(ctx context.Context, name string) (string, error) {
+	d, err := c.lookup(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	st, _, err := c.l.DomainGetState(d, 0)
+	if err != nil {
+		return "", domErr("state", name, err)
+	}
+	return stateName(st), nil
+}
+
+// domState is a listed domain and its state; err is set when the state
+// could not be read.
+type domState struct {
+	dom   golibvirt.Domain
+	state int32
+	err   error
+}
+
 // Domains returns every domain, running or defined. It costs a fixed number
 // of calls plus one per domain (its XML): the states of all domains come in
 // one stats call and autostart from one filtered listing, where asking each
-// domain would take three round trips apiece.
+// domain would take three round trips apiece. A domain undefined while it
+// is listed is left out; one whose state or XML cannot be read is returned
+// with Err set, so one bad guest does not hide the others.
 func (c *Conn) Domains(ctx context.Context) ([]vm.DomainInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	recs, err := c.l.ConnectGetAllDomainStats(nil, uint32(golibvirt.DomainStatsState),
-		uint32(golibvirt.ConnectGetAllDomainsStatsActive|golibvirt.ConnectGetAllDomainsStatsInactive))
+	recs, err := c.states()
 	if err != nil {
-		return nil, fmt.Errorf("domain states: %w", err)
+		return nil, err
 	}
 	auto, _, err := c.l.ConnectListAllDomains(1, golibvirt.ConnectListDomainsAutostart)
 	if err != nil {
@@ -140,13 +177,16 @@ func (c *Conn) Domains(ctx context.Context) ([]vm.DomainInfo, error) {
 	for range min(xmlWorkers, len(recs)) {
 		wg.Go(func() {
 			for i := range next {
-				xmls[i], errs[i] = c.l.DomainGetXMLDesc(recs[i].Dom, 0)
+				xmls[i], errs[i] = c.getXML(recs[i].dom)
 			}
 		})
 	}
-	for i := range recs {
+	for i, r := range recs {
 		if ctx.Err() != nil {
 			break
+		}
+		if r.err != nil {
+			continue
 		}
 		next <- i
 	}
@@ -157,12 +197,38 @@ func (c *Conn) Domains(ctx context.Context) ([]vm.DomainInfo, error) {
 	}
 	out := make([]vm.DomainInfo, 0, len(recs))
 	for i, r := range recs {
-		if notFound(errs[i]) {
+		di := vm.DomainInfo{Name: r.dom.Name, State: stateName(r.state), Autostart: autostart[r.dom.UUID], XML: xmls[i]}
+		switch {
+		case notFound(r.err) || notFound(errs[i]):
 			continue // undefined while we listed
+		case r.err != nil:
+			di.State, di.Err = "", fmt.Errorf("state of %s: %w", r.dom.Name, r.err)
+		case errs[i] != nil:
+			di.Err = fmt.Errorf("XML of %s: %w", r.dom.Name, errs[i])
 		}
-		if errs[i] != nil {
-			return nil, fmt.Errorf("XML of %s: %w", r.Dom.Name, errs[i])
-		}
+		out = append(out, di)
+	}
+	return out, nil
+}
+
+// states lists every domain with its state: in one stats call where the
+// driver has it, else (VIR_ERR_NO_SUPPORT) a listing and a state call per
+// domain.
+func (c *Conn) states() ([]domState, error) {
+	stats := c.l.ConnectGetAllDomainStats
+	if c.allStats != nil {
+		stats = c.allStats
+	}
+	recs, err := stats(nil, uint32(golibvirt.DomainStatsState),
+		uint32(golibvirt.ConnectGetAllDomainsStatsActive|golibvirt.ConnectGetAllDomainsStatsInactive))
+	if isErr(err, golibvirt.ErrNoSupport) {
+		return c.statesOneByOne()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("domain states: %w", err)
+	}
+	out := make([]domState, 0, len(recs))
+	for _, r := range recs {
 		st := int32(0) // "no state", should the driver leave it out
 		for _, p := range r.Params {
 			if p.Field == "state.state" {
@@ -171,9 +237,34 @@ func (c *Conn) Domains(ctx context.Context) ([]vm.DomainInfo, error) {
 				}
 			}
 		}
-		out = append(out, vm.DomainInfo{Name: r.Dom.Name, State: stateName(st), Autostart: autostart[r.Dom.UUID], XML: xmls[i]})
+		out = append(out, domState{dom: r.Dom, state: st})
 	}
 	return out, nil
+}
+
+func (c *Conn) statesOneByOne() ([]domState, error) {
+	doms, _, err := c.l.ConnectListAllDomains(1, golibvirt.ConnectListDomainsActive|golibvirt.ConnectListDomainsInactive)
+	if err != nil {
+		return nil, fmt.Errorf("list domains: %w", err)
+	}
+	out := make([]domState, 0, len(doms))
+	for _, d := range doms {
+		st, _, err := c.l.DomainGetState(d, 0)
+		out = append(out, domState{dom: d, state: st, err: err})
+	}
+	return out, nil
+}
+
+func (c *Conn) getXML(d golibvirt.Domain) (string, error) {
+	if c.xmlDesc != nil {
+		return c.xmlDesc(d, 0)
+	}
+	return c.l.DomainGetXMLDesc(d, 0)
+}
+
+func isErr(err error, code golibvirt.ErrorNumber) bool {
+	var e golibvirt.Error
+	return errors.As(err, &e) && golibvirt.ErrorNumber(e.Code) == code
 }
 
 // xmlWorkers bounds the XML requests Domains keeps in flight: libvirtd
@@ -224,9 +315,14 @@ func (c *Conn) Stop(ctx context.Context, name string, force bool) error {
 		return err
 	}
 	if force {
-		return c.l.DomainDestroyFlags(d, 0)
+		err = c.l.DomainDestroyFlags(d, 0)
+	} else {
+		err = c.l.DomainShutdown(d)
 	}
-	return c.l.DomainShutdown(d)
+	if notFound(err) {
+		return fmt.Errorf("%s: %w", name, vm.ErrNotFound)
+	}
+	return err
 }
 
 // SetAutostart turns starting with the daemon on or off.

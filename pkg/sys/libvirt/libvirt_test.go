@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -314,6 +315,29 @@ func (e *qemuEnv) testBootOnOVS(t *testing.T) {
 	if st := e.virsh(t, "domstate", "gbboot"); st != "running" {
 		t.Errorf("after the timed-out stop the guest is %q, want it left running", st)
 	}
+
+	// Paused while the stop waits, the guest cannot act on the request:
+	// the wait ends there, rather than after its hour, with a one-line
+	// error naming the state and --force.
+	waiting := make(chan struct{})
+	pausing := deps
+	pausing.Logger = slog.New(onMessage{msg: "shutdown requested; waiting", seen: sync.OnceFunc(func() { close(waiting) })})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := vm.Stop(ctx, pausing, "gbboot", vm.StopOptions{Timeout: time.Hour})
+		errc <- err
+	}()
+	select {
+	case <-waiting:
+		e.virsh(t, "suspend", "gbboot")
+	case err := <-errc:
+		t.Fatalf("graceful stop returned before it waited: %v", err)
+	}
+	if err := <-errc; !errors.Is(err, vm.ErrCannotShutDown) || strings.Contains(err.Error(), "\n") ||
+		!strings.Contains(err.Error(), "paused") || !strings.Contains(err.Error(), "vm stop gbboot --force") {
+		t.Fatalf("graceful stop of a guest paused while it waited: %v; want one line wrapping ErrCannotShutDown naming paused and --force", err)
+	}
+
 	r, err := vm.Stop(ctx, deps, "gbboot", vm.StopOptions{Force: true})
 	if err != nil || r.State != "shut off" || !r.Changed {
 		t.Fatalf("stop --force: %+v, %v", r, err)
@@ -324,4 +348,21 @@ func (e *qemuEnv) testBootOnOVS(t *testing.T) {
 	if _, err := vm.Delete(ctx, deps, "gbboot", true); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// onMessage is a log handler that calls seen when a record with message
+// msg is logged: a test's cue that the code under test reached that point.
+type onMessage struct {
+	msg  string
+	seen func()
+}
+
+func (h onMessage) Enabled(context.Context, slog.Level) bool { return true }
+func (h onMessage) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h onMessage) WithGroup(string) slog.Handler            { return h }
+func (h onMessage) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.seen()
+	}
+	return nil
 }
