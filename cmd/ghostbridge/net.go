@@ -112,7 +112,8 @@ when changes are pending.`,
 }
 
 func newNetUpCmd(a *App, opts *netOptions) *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Converge the host to the configured network",
 		Long: `Converge the host to the [net] configuration, changing only what differs:
@@ -121,15 +122,23 @@ it move to its bridge only after the bridge carries the addresses, and if a
 step fails the host is put back exactly as it was before. It refuses to run
 while a "net try" is unconfirmed. A try that expired unconfirmed (its
 deadline passed, or the host rebooted, with its process gone) is rolled
-back instead, and net up stops there with exit status 1, so the
-configuration that try applied is not applied again unconfirmed at boot;
-the next net up applies it.`,
+back instead, and net up stops there with exit status 1. After a reboot
+that rollback restores everything ghostbridge owns to the state recorded
+before the try (bridges, their ports, uplinks, addresses, routes, flows,
+offloads and forwarding), not only what the try changed, since the boot
+reset the rest.
+
+A configuration whose try was rolled back unconfirmed (timed out,
+interrupted, expired or rolled back by hand) is not applied again unasked:
+net up refuses it, with exit status 1, until a "net try" of it is confirmed
+or --force applies it anyway.`,
 		Example: `  ghostbridge net up
-  ghostbridge --config /etc/ghostbridge/config.toml net up --format json`,
+  ghostbridge --config /etc/ghostbridge/config.toml net up --format json
+  ghostbridge net up --force   # apply a configuration whose try was never confirmed`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res, err := runNet(cmd.Context(), a, func(ctx context.Context, d netup.Deps, cfg netup.Config) (netup.Result, error) {
-				return netup.Up(ctx, d, cfg, netup.Options{StateDir: opts.StateDir})
+				return netup.Up(ctx, d, cfg, netup.Options{StateDir: opts.StateDir, Force: force})
 			})
 			var expired *netup.ExpiredTryError
 			if errors.As(err, &expired) {
@@ -141,6 +150,8 @@ the next net up applies it.`,
 			return a.printNetResult(res, "applied")
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "apply the configuration even when a net try of it was rolled back unconfirmed")
+	return cmd
 }
 
 func newNetDownCmd(a *App, opts *netOptions) *cobra.Command {

@@ -117,12 +117,8 @@ func writeNetStatus(w io.Writer, st netup.Status) error {
 		case p.Waiting:
 			fmt.Fprintf(&b, "try       pid %d waiting for 'ghostbridge net confirm' until %s\n", p.PID, p.Deadline.UTC().Format(time.RFC3339))
 		case p.Expired:
-			why := "its deadline " + p.Deadline.UTC().Format(time.RFC3339) + " passed"
-			if p.Rebooted {
-				why = "the host rebooted"
-			}
-			fmt.Fprintf(&b, "try       EXPIRED unconfirmed (started %s; %s), process %d gone: 'ghostbridge net up', 'net down' or 'net try --rollback' restores the previous state\n",
-				p.Started.UTC().Format(time.RFC3339), why, p.PID)
+			fmt.Fprintf(&b, "try       EXPIRED unconfirmed (started %s; %s), process %d gone: %s\n",
+				p.Started.UTC().Format(time.RFC3339), p.Why(), p.PID, netup.RestoreHint)
 		default:
 			fmt.Fprintf(&b, "try       UNCONFIRMED since %s, process %d gone: 'ghostbridge net confirm' keeps it, 'ghostbridge net try --rollback' restores the previous state\n",
 				p.Started.UTC().Format(time.RFC3339), p.PID)

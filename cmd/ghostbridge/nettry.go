@@ -79,7 +79,11 @@ confirmed", a try is never kept without a confirmation: once its deadline
 has passed, or the host rebooted, it has expired, "net confirm" refuses it,
 and the next "net up" (the boot-time unit), "net try", "net down" or "net
 try --rollback" restores the previous state; "net up" and "net try" then
-stop with exit status 1 instead of applying the configuration again.
+stop with exit status 1 instead of applying the configuration again. After
+a reboot the rollback restores everything ghostbridge owns to the recorded
+previous state, not only what the try changed. A configuration rolled back
+unconfirmed, however, is refused by later "net up" runs until a "net try"
+of it is confirmed (or "net up --force").
 
 With --format json the command prints one object per line: {"type":"waiting"}
 with the changes once they are applied, and {"type":"result"} at the end.`,

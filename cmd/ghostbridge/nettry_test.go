@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ghostbridge/ghostbridge/internal/testenv"
 	"github.com/ghostbridge/ghostbridge/pkg/netup"
 )
@@ -44,7 +46,8 @@ func hostState(t *testing.T, h *testenv.OVSHost) string {
 }
 
 // startTryProcess runs the built binary's net try inside the test host's
-// namespace and returns once it waits for a confirmation.
+// namespace and returns once it waits for a confirmation. The test's
+// clean-up kills and reaps the try process and its watchdog.
 func startTryProcess(t *testing.T, h *testenv.OVSHost, cfgFile, stateDir, timeout string) *exec.Cmd {
 	t.Helper()
 	bin := builtBinary(t)
@@ -60,6 +63,16 @@ func startTryProcess(t *testing.T, h *testenv.OVSHost, cfgFile, stateDir, timeou
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if pid := findWatchdog(t, stateDir); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			waitExit(t, pid)
+		}
+	})
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), `"type":"waiting"`) {
@@ -86,8 +99,13 @@ func TestNetTryProcessHangupAndKill(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "net")
 	before := hostState(t, h)
 
-	// SIGKILL: nothing of the try process is left to roll back.
-	cmd := startTryProcess(t, h, cfgFile, stateDir, "3s")
+	// SIGKILL: nothing of the try process is left to roll back. The
+	// watchdog rolls back at the deadline and exits.
+	cmd := startTryProcess(t, h, cfgFile, stateDir, "10s")
+	watchdog := findWatchdog(t, stateDir)
+	if watchdog == 0 {
+		t.Fatal("no watchdog process found")
+	}
 	if hostState(t, h) == before {
 		t.Fatal("net try changed nothing")
 	}
@@ -95,15 +113,10 @@ func TestNetTryProcessHangupAndKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
+	waitExit(t, watchdog)
 	statePath := filepath.Join(stateDir, "try.json")
-	for i := 0; ; i++ {
-		if _, err := os.Stat(statePath); errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		if i == 600 {
-			t.Fatalf("no rollback within a minute of the deadline: %s still there", statePath)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if _, err := os.Stat(statePath); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the watchdog exited and left %s: %v", statePath, err)
 	}
 	if got := hostState(t, h); got != before {
 		t.Errorf("after the watchdog's rollback:\n%s\nwant:\n%s", got, before)
@@ -151,25 +164,9 @@ routes = [{ to = "2001:db8::/32", via = "203.0.113.1" }]`, "the gateway is IPv4,
 	}
 }
 
-// waitRolledBack waits, at most a minute, for the try state file in
-// stateDir to go: the watchdog has rolled back.
-func waitRolledBack(t *testing.T, stateDir string) {
-	t.Helper()
-	statePath := filepath.Join(stateDir, "try.json")
-	for i := 0; ; i++ {
-		if _, err := os.Stat(statePath); errors.Is(err, fs.ErrNotExist) {
-			return
-		}
-		if i == 600 {
-			t.Fatalf("no rollback within a minute of the deadline: %s still there", statePath)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestNetTryProcessStopped: a try process stopped with SIGSTOP cannot
-// roll back by itself; its detached watchdog kills it after the deadline
-// and rolls the host back.
+// roll back by itself; the watchdog kills it after the deadline and
+// rolls the host back.
 func TestNetTryProcessStopped(t *testing.T) {
 	h := testenv.OVS(t)
 	cfgFile := filepath.Join(t.TempDir(), "config.toml")
@@ -177,7 +174,7 @@ func TestNetTryProcessStopped(t *testing.T) {
 	stateDir := filepath.Join(t.TempDir(), "net")
 	before := hostState(t, h)
 
-	cmd := startTryProcess(t, h, cfgFile, stateDir, "3s")
+	cmd := startTryProcess(t, h, cfgFile, stateDir, "10m")
 	if hostState(t, h) == before {
 		t.Fatal("net try changed nothing")
 	}
@@ -185,8 +182,35 @@ func TestNetTryProcessStopped(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	waitRolledBack(t, stateDir)
-	err := cmd.Wait()
+	// Stopped, the try cannot see its deadline move into the past; the
+	// spawned watchdog guards the old deadline and leaves, and a
+	// watchdog run here guards the new one.
+	statePath := filepath.Join(stateDir, "try.json")
+	b, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
+	st["deadline"] = deadline
+	if b, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(statePath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wd := exec.Command("ip", "netns", "exec", h.NS, builtBinary(t), "--config", cfgFile, "net", "try", "--state-dir", stateDir, "--rollback-at", deadline)
+	wd.Env = append(cleanEnv(), "GHOSTBRIDGE_NET_OVSDB_SOCKET="+h.DB)
+	if out, err := wd.CombinedOutput(); err != nil {
+		t.Fatalf("watchdog: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(statePath); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the watchdog exited and left %s: %v", statePath, err)
+	}
+	err = cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Errorf("stopped try process: %v, want killed by SIGKILL", err)
@@ -262,13 +286,39 @@ func TestNetUpRollsBackExpiredTry(t *testing.T) {
 	if got := hostState(t, h); got != before {
 		t.Errorf("after up rolled back:\n%s\nwant:\n%s", got, before)
 	}
-	if _, _, code = run("up", "--state-dir", stateDir); code != 0 || hostState(t, h) == before {
-		t.Errorf("second up: exit %d", code)
+	// The next boot does not apply the unconfirmed configuration.
+	out, errOut, code = run("up", "--state-dir", stateDir)
+	if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "rolled back unconfirmed") || !strings.Contains(errOut, "net up --force") {
+		t.Errorf("second up: exit %d\nstdout:\n%sstderr:\n%s", code, out, errOut)
+	}
+	if got := hostState(t, h); got != before {
+		t.Errorf("after the refused up:\n%s\nwant:\n%s", got, before)
+	}
+	if _, errOut, code = run("up", "--force", "--state-dir", stateDir); code != 0 || hostState(t, h) == before {
+		t.Errorf("up --force: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code = run("up", "--state-dir", stateDir); code != 0 {
+		t.Errorf("up after up --force: exit %d: %s", code, errOut)
 	}
 }
 
-// killWatchdog kills the detached watchdog of the try in stateDir.
+// killWatchdog kills the detached watchdog of the try in stateDir and
+// waits for it to exit.
 func killWatchdog(t *testing.T, stateDir string) {
+	t.Helper()
+	pid := findWatchdog(t, stateDir)
+	if pid == 0 {
+		t.Fatal("no watchdog process found")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, pid)
+}
+
+// findWatchdog is the PID of the detached watchdog of the try in
+// stateDir, or 0.
+func findWatchdog(t *testing.T, stateDir string) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -282,11 +332,31 @@ func killWatchdog(t *testing.T, stateDir string) {
 		args := strings.Split(string(b), "\x00")
 		if slices.Contains(args, "--rollback-at") && slices.Contains(args, stateDir) {
 			pid, _ := strconv.Atoi(e.Name())
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			return
+			return pid
 		}
 	}
-	t.Fatal("no watchdog process found")
+	return 0
+}
+
+// waitExit waits, however long it takes, for process pid, which is not
+// the test's child, to exit: a pidfd becomes readable when it does.
+func waitExit(t *testing.T, pid int) {
+	t.Helper()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = unix.Close(fd) }()
+	for {
+		_, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, -1)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, unix.EINTR) {
+			t.Fatal(err)
+		}
+	}
 }

@@ -31,7 +31,8 @@ type Options struct {
 	// OnChange is called after each change is applied.
 	OnChange func(Change)
 	// Force lets Down delete a bridge it created that still has ports
-	// it did not create (a VM's tap device), detaching them.
+	// it did not create (a VM's tap device), detaching them, and lets Up
+	// apply a configuration whose try was rolled back unconfirmed.
 	Force bool
 	// StateDir holds the state of `net try` (see Try). Up refuses to run
 	// while a try is unconfirmed there, and rolls back one that expired
@@ -110,11 +111,23 @@ func Up(ctx context.Context, d Deps, cfg Config, opts Options) (Result, error) {
 	} else if res, err := settlePendingTry(ctx, d, opts.StateDir, opts.OnChange); err != nil {
 		return res, err
 	}
+	if !opts.DryRun && !opts.Force {
+		// A try of this configuration was rolled back unconfirmed: it
+		// may cut the host off, so only a confirmed try or the
+		// operator's --force applies it.
+		if err := checkUnconfirmed(opts.StateDir, cfg); err != nil {
+			return Result{Changes: []Change{}}, err
+		}
+	}
 	cs, err := Prepare(ctx, d, cfg)
 	if err != nil {
 		return Result{Changes: []Change{}}, err
 	}
-	return execute(ctx, d, cs, opts)
+	res, err := execute(ctx, d, cs, opts)
+	if err == nil && opts.Force && !opts.DryRun && opts.StateDir != "" {
+		err = clearUnconfirmed(opts.StateDir, ConfigDigest(cfg))
+	}
+	return res, err
 }
 
 // Down removes what Up created, gives each uplink back what it had and
@@ -144,7 +157,11 @@ func Down(ctx context.Context, d Deps, opts Options) (Result, error) {
 			return Result{Changes: append([]Change{}, rolled...)}, err
 		}
 	}
-	res, err := execute(ctx, d, planDown(st), opts)
+	cs, err := planDown(st)
+	if err != nil {
+		return Result{Changes: append([]Change{}, rolled...)}, err
+	}
+	res, err := execute(ctx, d, cs, opts)
 	if len(rolled) > 0 {
 		res.Changes = append(rolled, res.Changes...)
 		res.InSync, res.Applied = false, true
@@ -319,18 +336,18 @@ func apply(ctx context.Context, d Deps, cs []Change, onChange func(Change), keep
 			for j < len(cs) && cs[j].Kind == KindFlows {
 				j++
 			}
-			errs := make([]error, j-i)
+			flowErrs := make([]error, j-i)
 			var wg sync.WaitGroup
 			for k := i; k < j; k++ {
-				wg.Go(func() { errs[k-i] = applyOne(ctx, d, cs[k]) })
+				wg.Go(func() { flowErrs[k-i] = applyOne(ctx, d, cs[k]) })
 			}
 			wg.Wait()
+			err = errors.Join(flowErrs...)
 			for k := i; k < j; k++ {
-				if errs[k-i] == nil && errors.Join(errs...) != nil {
+				if flowErrs[k-i] == nil && err != nil {
 					done(cs[k]) // the group fails, but this one is in place
 				}
 			}
-			err = errors.Join(errs...)
 		default:
 			err = applyOne(ctx, d, c)
 		}

@@ -93,6 +93,15 @@ func quote(s string) string { return strconv.Quote(s) }
 
 func isLinkLocal(p netip.Prefix) bool { return p.Addr().IsLinkLocalUnicast() }
 
+// learned reports whether the kernel learned r from an IPv6 router
+// advertisement (proto ra). Such a route is neither moved to the bridge
+// nor recorded for Down: moved, it would lose its lifetime (expires)
+// and router preference and live for ever; left alone, it expires on
+// the uplink, and the interface that receives the router's next
+// advertisement (the bridge, or the uplink again after Down) learns it
+// afresh.
+func learned(r netdev.Route) bool { return r.Protocol == unix.RTPROT_RA }
+
 // Plan lists what must change to turn st into the desired state. It is
 // pure: the same inputs give the same changes in the same order.
 func plan(cfg Config, ts []target, st State) []Change {
@@ -116,7 +125,7 @@ func plan(cfg Config, ts []target, st State) []Change {
 			}
 			var routes []netdev.Route
 			for _, r := range st.Routes {
-				if r.Uses(t.uplink) {
+				if r.Uses(t.uplink) && !learned(r) {
 					routes = append(routes, r)
 				}
 			}
@@ -268,7 +277,7 @@ func plan(cfg Config, ts []target, st State) []Change {
 		// addresses and before the uplink loses them.
 		if t.uplink != "" && managed {
 			for _, r := range st.Routes {
-				if !r.Uses(t.uplink) || slices.ContainsFunc(desired, func(o netdev.Route) bool { return sameRouteKey(o, r) }) {
+				if !r.Uses(t.uplink) || learned(r) || slices.ContainsFunc(desired, func(o netdev.Route) bool { return sameRouteKey(o, r) }) {
 					continue
 				}
 				moved := r.Moved(t.uplink, t.Name)
@@ -400,8 +409,10 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // planDown lists what Down does: for every bridge netup created, give its
 // uplink back the recorded addresses, routes and offloads, then delete
-// the bridge; from other bridges remove only the ports netup added.
-func planDown(st State) []Change {
+// the bridge; from other bridges remove only the ports netup added. A
+// record of the uplink's routes that does not decode stops it: deleting
+// the bridge then would leave the uplink without its routes.
+func planDown(st State) ([]Change, error) {
 	var cs []Change
 	for _, name := range sortedKeys(st.Bridges) {
 		b := st.Bridges[name]
@@ -420,7 +431,12 @@ func planDown(st State) []Change {
 						cs = append(cs, Change{Kind: KindAddress, Action: "add", Bridge: name, Target: a.String() + " on " + up, step: stepAddrAdd, dev: up, addr: a})
 					}
 				}
-				for _, r := range decodeRoutes(b.ExternalIDs[idUplinkRoutes], up) {
+				rs, err := decodeRoutes(b.ExternalIDs[idUplinkRoutes], up)
+				if err != nil {
+					return nil, fmt.Errorf("bridge %s: external_ids:%s does not decode (%w), so %s's routes cannot be given back; fix or remove the record, or move the routes by hand, before net down",
+						name, idUplinkRoutes, err, up)
+				}
+				for _, r := range rs {
 					if !containsRoute(st.Routes, r) {
 						cs = append(cs, Change{Kind: KindRoute, Action: "replace", Bridge: name, Target: routeDst(r), To: r.String(), step: stepRoute, route: r})
 					}
@@ -447,5 +463,5 @@ func planDown(st State) []Change {
 		cs = append(cs, Change{Kind: KindSysctl, Action: "remove", Target: k + " record", From: was, step: stepOVSRemove, ops: []ovs.Op{ovs.RemoveRootKey("external_ids", id)}})
 	}
 	slices.SortStableFunc(cs, func(a, b Change) int { return cmp.Compare(a.step, b.step) })
-	return cs
+	return cs, nil
 }

@@ -192,9 +192,9 @@ func TestRecordsRoundTrip(t *testing.T) {
 			{Gw: netip.MustParseAddr("172.31.1.1"), Dev: "eth0", Weight: 1},
 			{Gw: netip.MustParseAddr("172.31.1.2"), Dev: "eth1", Weight: 3, OnLink: true}}},
 	}
-	got := decodeRoutes(encodeRoutes(rs), "eth0")
-	if len(got) != len(rs) {
-		t.Fatalf("%v", got)
+	got, err := decodeRoutes(encodeRoutes(rs), "eth0")
+	if err != nil || len(got) != len(rs) {
+		t.Fatalf("%v %v", got, err)
 	}
 	for i := range rs {
 		if !got[i].Equal(rs[i]) {
@@ -202,13 +202,21 @@ func TestRecordsRoundTrip(t *testing.T) {
 		}
 	}
 	// Records written before routes kept every field.
-	legacy := decodeRoutes("0.0.0.0/0|172.31.1.1|true|0;10.0.0.0/8||false|5", "eth0")
+	legacy, err := decodeRoutes("0.0.0.0/0|172.31.1.1|true|0;10.0.0.0/8||false|5", "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := []netdev.Route{
 		{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("172.31.1.1"), Dev: "eth0", OnLink: true, Protocol: 3},
 		{Dst: netip.MustParsePrefix("10.0.0.0/8"), Dev: "eth0", Metric: 5, Protocol: 3, Scope: 253},
 	}
 	if !slices.EqualFunc(legacy, want, netdev.Route.Equal) {
 		t.Errorf("legacy record: %v, want %v", legacy, want)
+	}
+	for _, bad := range []string{"[", `[{"to":"nonsense"}]`, "0.0.0.0/0|172.31.1.1", "x|y|z|w"} {
+		if rs, err := decodeRoutes(bad, "eth0"); err == nil {
+			t.Errorf("record %q decodes to %v, want an error", bad, rs)
+		}
 	}
 	ps := []netip.Prefix{netip.MustParsePrefix("10.0.0.2/24"), netip.MustParsePrefix("2001:db8::2/64")}
 	if g := decodePrefixes(encodePrefixes(ps)); len(g) != 2 || g[0] != ps[0] || g[1] != ps[1] {
@@ -264,9 +272,12 @@ func FuzzDecodeRoutes(f *testing.F) {
 	f.Add("0.0.0.0/0|172.31.1.1|true|0;10.0.0.0/8||false|5")
 	f.Add("[")
 	f.Fuzz(func(t *testing.T, s string) {
-		rs := decodeRoutes(s, "eth0")
-		again := decodeRoutes(encodeRoutes(rs), "eth0")
-		if !slices.EqualFunc(rs, again, netdev.Route.Equal) {
+		rs, err := decodeRoutes(s, "eth0")
+		if err != nil {
+			return
+		}
+		again, err := decodeRoutes(encodeRoutes(rs), "eth0")
+		if err != nil || !slices.EqualFunc(rs, again, netdev.Route.Equal) {
 			t.Errorf("%q: %v, then %v", s, rs, again)
 		}
 	})

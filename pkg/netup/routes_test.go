@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -17,7 +18,13 @@ import (
 // JSON, sorted: what the kernel itself reports, not what netdev parses.
 func (h *host) kernelRoutes(t *testing.T) []map[string]any {
 	t.Helper()
-	out, err := h.Exec(h.NS, "ip", "-d", "-j", "-4", "route", "show", "table", "all")
+	return h.kernelRoutesOf(t, "-4")
+}
+
+// kernelRoutesOf is kernelRoutes for the address family flag family.
+func (h *host) kernelRoutesOf(t *testing.T, family string) []map[string]any {
+	t.Helper()
+	out, err := h.Exec(h.NS, "ip", "-d", "-j", family, "route", "show", "table", "all")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,4 +150,73 @@ func TestRoutesKeepAttributes(t *testing.T) {
 	sameList(t, "on the bridge during the try", through(t, during, "ovsbr0"), onNIC)
 	sameList(t, "after the try's rollback", all(t, h.kernelRoutes(t)), all(t, before))
 	h.ping(t, h.Peer, src)
+}
+
+// TestRoutesIPv6: a static IPv6 route through the uplink moves to the
+// bridge with its metric and MTU, and comes back on down and on a try's
+// rollback. A route the kernel learned from a router advertisement
+// (proto ra, with a lifetime and a router preference) is left on the
+// uplink: moved, it would become permanent and lose its preference.
+func TestRoutesIPv6(t *testing.T) {
+	h := newHost(t)
+	ctx := context.Background()
+	cfg := h.config()
+	addr6 := netip.MustParsePrefix("2001:db8:77::2/64")
+	cfg.Bridges[0].Addresses = append(cfg.Bridges[0].Addresses, addr6)
+	up := h.Uplink
+	for _, argv := range [][]string{
+		{"ip", "-6", "addr", "add", addr6.String(), "dev", up, "nodad"},
+		{"ip", "-6", "route", "add", "2001:db8:99::/48", "via", "2001:db8:77::1", "dev", up, "proto", "static", "metric", "5", "mtu", "1400"},
+		{"ip", "-6", "route", "add", "2001:db8:aa::/48", "via", "fe80::1", "dev", up, "proto", "ra", "expires", "600", "pref", "high"},
+	} {
+		if out, err := h.Exec(h.NS, argv...); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	// The two test routes as the kernel reports them, without the
+	// lifetime left, which counts down.
+	routes := func() []map[string]any {
+		var out []map[string]any
+		for _, r := range h.kernelRoutesOf(t, "-6") {
+			if r["dst"] == "2001:db8:99::/48" || r["dst"] == "2001:db8:aa::/48" {
+				delete(r, "expires")
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	ra := func(rs []map[string]any) []map[string]any {
+		return slices.DeleteFunc(slices.Clone(rs), func(r map[string]any) bool { return r["protocol"] != "ra" })
+	}
+	static := func(rs []map[string]any) []map[string]any {
+		return slices.DeleteFunc(slices.Clone(rs), func(r map[string]any) bool { return r["protocol"] == "ra" })
+	}
+	before := routes()
+	if len(before) != 2 || len(ra(before)) != 1 || ra(before)[0]["pref"] != "high" {
+		t.Fatalf("test routes not set up: %v", before)
+	}
+
+	if _, err := netup.Up(ctx, h.deps, cfg, netup.Options{}); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	afterUp := routes()
+	sameList(t, "static route on the bridge after up", through(t, static(afterUp), "ovsbr0"), through(t, static(before), up))
+	sameList(t, "learned route after up", all(t, ra(afterUp)), all(t, ra(before)))
+	if res, err := netup.Up(ctx, h.deps, cfg, netup.Options{DryRun: true}); err != nil || !res.InSync {
+		t.Errorf("second up: %v %v", kinds(res.Changes), err)
+	}
+
+	if _, err := netup.Down(ctx, h.deps, netup.Options{}); err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	sameList(t, "after down", all(t, routes()), all(t, before))
+
+	var during []map[string]any
+	_, err := netup.Try(ctx, h.deps, cfg, netup.TryOptions{StateDir: t.TempDir(), Timeout: time.Millisecond,
+		OnWaiting: func(netup.Result, netup.TryInfo) { during = routes() }})
+	if !errors.Is(err, netup.ErrRolledBack) {
+		t.Fatalf("try: %v", err)
+	}
+	sameList(t, "static route on the bridge during the try", through(t, static(during), "ovsbr0"), through(t, static(before), up))
+	sameList(t, "after the try's rollback", all(t, routes()), all(t, before))
 }

@@ -245,7 +245,9 @@ func forwardingKeys(cfg Config) []string {
 // encodeRoutes and decodeRoutes keep the uplink's routes, every field,
 // in an external_ids value as a JSON list. Records written before routes
 // kept their source, metrics and protocol ("DST|GW|onlink|METRIC;...")
-// still decode, as routes of dev.
+// still decode, as routes of dev. A record that does not decode is an
+// error, never an empty list: Down would then delete the bridge without
+// giving the uplink its routes back.
 func encodeRoutes(rs []netdev.Route) string {
 	if len(rs) == 0 {
 		return ""
@@ -257,23 +259,26 @@ func encodeRoutes(rs []netdev.Route) string {
 	return string(b)
 }
 
-func decodeRoutes(s, dev string) []netdev.Route {
+func decodeRoutes(s, dev string) ([]netdev.Route, error) {
+	if s == "" {
+		return nil, nil
+	}
 	if strings.HasPrefix(s, "[") {
 		var rs []netdev.Route
-		if err := json.Unmarshal([]byte(s), &rs); err == nil {
-			return rs
+		if err := json.Unmarshal([]byte(s), &rs); err != nil {
+			return nil, err
 		}
-		return nil
+		return rs, nil
 	}
 	var out []netdev.Route
 	for _, p := range strings.Split(s, ";") {
 		f := strings.Split(p, "|")
 		if len(f) != 4 {
-			continue
+			return nil, fmt.Errorf("route %q: want DST|GW|ONLINK|METRIC", p)
 		}
 		dst, err := netip.ParsePrefix(f[0])
 		if err != nil {
-			continue
+			return nil, fmt.Errorf("route %q: %w", p, err)
 		}
 		// What those versions read and wrote: proto boot, and scope
 		// link for a route without a gateway.
@@ -285,7 +290,7 @@ func decodeRoutes(s, dev string) []netdev.Route {
 		r.Metric, _ = strconv.Atoi(f[3])
 		out = append(out, r)
 	}
-	return out
+	return out, nil
 }
 
 func encodePrefixes(ps []netip.Prefix) string {

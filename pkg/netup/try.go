@@ -3,6 +3,8 @@ package netup
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,9 +24,12 @@ import (
 // belongs to a try whose process died before confirm or rollback.
 const (
 	tryStateFile = "try.json"
-	tryLockFile  = "try.lock"
-	trySocket    = "try.sock"
-	tryVersion   = 1
+	// unconfirmedFile names the configuration of the last try that was
+	// rolled back unconfirmed: Up refuses to apply it unasked.
+	unconfirmedFile = "unconfirmed.json"
+	tryLockFile     = "try.lock"
+	trySocket       = "try.sock"
+	tryVersion      = 1
 )
 
 // Errors of net try.
@@ -40,7 +46,13 @@ var (
 	// be confirmed: its deadline passed, or the host rebooted, before a
 	// confirmation came.
 	ErrTryExpired = errors.New("the net try expired unconfirmed")
+	// ErrUnconfirmedConfig is wrapped by UnconfirmedConfigError.
+	ErrUnconfirmedConfig = errors.New("the configuration was tried and rolled back unconfirmed")
 )
+
+// RestoreHint tells the operator how to roll back a try that can no
+// longer be confirmed.
+const RestoreHint = "'ghostbridge net up', 'net down' or 'net try --rollback' restores the previous state"
 
 // TryInfo describes a try that has not been confirmed or rolled back.
 type TryInfo struct {
@@ -69,7 +81,11 @@ type TryInfo struct {
 	// boot, /proc/PID/stat), which tells it from a later process that
 	// got the same PID.
 	ProcStart uint64 `json:"proc_start,omitempty"`
-	Path      string `json:"state_file"`
+	// ConfigDigest identifies the configuration the try applies (see
+	// ConfigDigest): once the try is rolled back unconfirmed, Up refuses
+	// that configuration until a try of it is confirmed.
+	ConfigDigest string `json:"config_digest,omitempty"`
+	Path         string `json:"state_file"`
 }
 
 // judge sets the fields of info that depend on the moment: waiting says
@@ -81,8 +97,8 @@ func (info *TryInfo) judge(now time.Time, bootID string, waiting bool) {
 	info.Overdue = waiting && now.After(info.Deadline.Add(stoppedGrace))
 }
 
-// why says how an expired try expired.
-func (info TryInfo) why() string {
+// Why says how an expired try expired.
+func (info TryInfo) Why() string {
 	if info.Rebooted {
 		return "the host rebooted before it was confirmed"
 	}
@@ -107,8 +123,8 @@ type PendingTryError struct{ TryInfo }
 
 func (e *PendingTryError) Error() string {
 	if e.Expired {
-		return fmt.Sprintf("a net try started %s expired: %s (process %d is gone; state in %s): 'ghostbridge net up', 'net down' or 'net try --rollback' restores the previous state",
-			e.Started.UTC().Format(time.RFC3339), e.why(), e.PID, e.Path)
+		return fmt.Sprintf("a net try started %s expired: %s (process %d is gone; state in %s): %s",
+			e.Started.UTC().Format(time.RFC3339), e.Why(), e.PID, e.Path, RestoreHint)
 	}
 	if e.Waiting {
 		return fmt.Sprintf("a net try (pid %d) is waiting for 'ghostbridge net confirm' until %s; confirm it or interrupt it first",
@@ -131,8 +147,8 @@ type ExpiredTryError struct {
 }
 
 func (e *ExpiredTryError) Error() string {
-	return fmt.Sprintf("%s the net try started %s (%s; %d %s restored) and stopped there, so the configuration that try applied is not applied again unconfirmed: check it, then run 'ghostbridge net try' (or 'net up')",
-		ErrRolledBack, e.Started.UTC().Format(time.RFC3339), e.why(), e.Restored, plural(e.Restored, "change", "changes"))
+	return fmt.Sprintf("%s the net try started %s (%s; %d %s restored) and stopped there, so the configuration that try applied is not applied again unconfirmed: check it, then run 'ghostbridge net try' and 'net confirm' (or 'net up --force')",
+		ErrRolledBack, e.Started.UTC().Format(time.RFC3339), e.Why(), e.Restored, plural(e.Restored, "change", "changes"))
 }
 
 // Is makes errors.Is(err, ErrRolledBack) true.
@@ -152,14 +168,77 @@ type tryState struct {
 	Scope Scope     `json:"scope"`
 }
 
-// rollback restores what st recorded.
-func (st tryState) rollback(ctx context.Context, d Deps) (Result, error) {
+// rollback restores what st recorded. After a reboot, the kernel side
+// of the host is what the boot made of it, not what the try left: the
+// bridges' devices come back down and without addresses, the flow tables
+// empty, the NIC maybe configured by the boot. Undoing only what the try
+// changed would leave the bridges that were already converged before it
+// in that state, so a rollback after a reboot restores the whole
+// recorded state of what ghostbridge owns (see bootScope).
+func (st tryState) rollback(ctx context.Context, d Deps, bootID string) (Result, error) {
+	if st.BootID != "" && bootID != "" && st.BootID != bootID {
+		sc := st.bootScope()
+		return restore(ctx, d, st.Snapshot, func(c Change) bool { return st.restoresAfterBoot(c, sc) })
+	}
 	if st.After == nil {
 		// The try died while applying: everything within scope that
 		// differs from before is its doing or a half-made change.
 		return restore(ctx, d, st.Snapshot, func(c Change) bool { return inScope(c, st.Scope) })
 	}
 	return RestoreChanged(ctx, d, st.Snapshot, *st.After, st.Scope)
+}
+
+// bootScope is what a rollback after a reboot restores: the try's own
+// scope and, from the recorded previous state, every bridge ghostbridge
+// owns with its ports and uplink (their links, addresses, routes and
+// offloads) and every kernel parameter it recorded.
+func (st tryState) bootScope() Scope {
+	sc := Scope{Bridges: slices.Clone(st.Scope.Bridges), Devices: slices.Clone(st.Scope.Devices), Sysctls: slices.Clone(st.Scope.Sysctls)}
+	addTo := func(list *[]string, v string) {
+		if v != "" && !slices.Contains(*list, v) {
+			*list = append(*list, v)
+		}
+	}
+	for _, name := range sortedKeys(st.Snapshot.Bridges) {
+		b := st.Snapshot.Bridges[name]
+		if b.ExternalIDs[idOwner] != idOwnerValue {
+			continue
+		}
+		addTo(&sc.Bridges, name)
+		addTo(&sc.Devices, name)
+		addTo(&sc.Devices, b.ExternalIDs[idUplink])
+		for _, pn := range sortedKeys(b.Ports) {
+			if b.Ports[pn].ExternalIDs[idOwner] == idOwnerValue {
+				addTo(&sc.Devices, pn)
+			}
+		}
+	}
+	for _, k := range sortedKeys(st.Snapshot.RootIDs) {
+		if key, ok := strings.CutPrefix(k, idSysctl); ok {
+			addTo(&sc.Sysctls, key)
+		}
+	}
+	return sc
+}
+
+// restoresAfterBoot reports whether a rollback after a reboot makes
+// restore change c: anything within sc, except that ports others added
+// to ghostbridge's bridges (a VM's tap device) stay unless the try
+// itself changed them.
+func (st tryState) restoresAfterBoot(c Change, sc Scope) bool {
+	if !inScope(c, sc) {
+		return false
+	}
+	if c.Kind != KindPort {
+		return true
+	}
+	if st.Snapshot.Bridges[c.Bridge].Ports[c.Target].ExternalIDs[idOwner] == idOwnerValue {
+		return true
+	}
+	if st.After == nil {
+		return inScope(c, st.Scope)
+	}
+	return changedByUs(c, st.Snapshot, *st.After, st.Scope)
 }
 
 // TryOptions adjust Try.
@@ -178,7 +257,9 @@ type TryOptions struct {
 	// so a rollback happens even when this process dies. An error
 	// aborts the try with nothing changed.
 	OnRecorded func(TryInfo) error
-	// Now is the clock for the recorded times; nil: time.Now.
+	// Now is the clock for the recorded start and deadline, and for
+	// judging whether a try found in StateDir has expired; nil:
+	// time.Now. The wait itself is a timer until that deadline.
 	Now func() time.Time
 }
 
@@ -243,17 +324,26 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 		return res, nil
 	}
 	res.Changes = cs
-	before, err := TakeSnapshot(ctx, d, offloadScope(cs))
+	// The offloads of every uplink ghostbridge owns are recorded too: a
+	// rollback after a reboot restores them (see tryState.rollback).
+	feats := offloadScope(cs)
+	if err := ownedOffloads(ctx, d, feats, cfg.Offloads); err != nil {
+		return res, err
+	}
+	before, err := TakeSnapshot(ctx, d, feats)
 	if err != nil {
 		return res, fmt.Errorf("record the state before changing it: %w", err)
 	}
+	// One deadline for both the record and the timer; time.Now's
+	// monotonic reading keeps the timer right when the wall clock steps.
 	start := now()
+	deadline := start.Add(opts.Timeout)
 	self, err := procStat(os.Getpid())
 	if err != nil {
 		return res, err
 	}
-	st := tryState{Version: tryVersion, TryInfo: TryInfo{PID: os.Getpid(), Started: start.UTC(), Deadline: start.Add(opts.Timeout).UTC(), Waiting: true,
-		BootID: currentBootID(), ProcStart: self.start, Path: statePath}, Snapshot: before, Scope: scopeOf(cs)}
+	st := tryState{Version: tryVersion, TryInfo: TryInfo{PID: os.Getpid(), Started: start.UTC(), Deadline: deadline.UTC(), Waiting: true,
+		BootID: currentBootID(), ProcStart: self.start, ConfigDigest: ConfigDigest(cfg), Path: statePath}, Snapshot: before, Scope: scopeOf(cs)}
 	if err := writeFileAtomic(statePath, st); err != nil {
 		return res, err
 	}
@@ -263,20 +353,20 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 	}
 	ln, err := net.Listen("unix", sockPath)
 	if err != nil {
-		return res, errors.Join(fmt.Errorf("listen on %s: %w", sockPath, err), os.Remove(statePath))
+		return res, errors.Join(fmt.Errorf("listen on %s: %w", sockPath, err), removeDurable(statePath))
 	}
 	defer func() { _ = ln.Close() }() // also removes the socket file
 	if err := os.Chmod(sockPath, 0o600); err != nil {
-		return res, errors.Join(fmt.Errorf("socket %s: %w", sockPath, err), os.Remove(statePath))
+		return res, errors.Join(fmt.Errorf("socket %s: %w", sockPath, err), removeDurable(statePath))
 	}
 	if opts.OnRecorded != nil {
 		if err := opts.OnRecorded(st.TryInfo); err != nil {
-			return res, errors.Join(err, os.Remove(statePath))
+			return res, errors.Join(err, removeDurable(statePath))
 		}
 	}
 
 	if err := applyAll(ctx, d, cs, opts.OnChange, before); err != nil {
-		return res, errors.Join(err, os.Remove(statePath))
+		return res, errors.Join(err, removeDurable(statePath))
 	}
 	res.Applied = true
 	after, err := TakeSnapshot(ctx, d, before.offloadFeatures())
@@ -287,8 +377,8 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 	if err != nil {
 		// Without a record of what the try changed, the rollback
 		// cannot be told from others' changes later: undo it now.
-		_, rerr := st.rollback(context.WithoutCancel(ctx), d)
-		return res, errors.Join(fmt.Errorf("record the applied state: %w", err), rerr, os.Remove(statePath))
+		_, rerr := st.rollback(context.WithoutCancel(ctx), d, st.BootID)
+		return res, errors.Join(fmt.Errorf("record the applied state: %w", err), rerr, removeDurable(statePath))
 	}
 	if opts.OnWaiting != nil {
 		opts.OnWaiting(res.Result, st.TryInfo)
@@ -298,11 +388,14 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 	stop := make(chan struct{})
 	defer close(stop)
 	go acceptConfirms(ln, confirms, stop)
-	timer := time.NewTimer(opts.Timeout)
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case conn := <-confirms:
-		err := os.Remove(statePath)
+		err := removeDurable(statePath)
+		if err == nil {
+			err = clearUnconfirmed(opts.StateDir, st.ConfigDigest)
+		}
 		if err == nil {
 			_, err = conn.Write([]byte("ok\n"))
 		} else {
@@ -318,14 +411,18 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 	}
 	// Refuse confirmations from now on: the answer is rollback.
 	_ = ln.Close()
-	restored, err := st.rollback(context.WithoutCancel(ctx), d)
+	restored, err := st.rollback(context.WithoutCancel(ctx), d, st.BootID)
 	res.Restored = restored.Changes
 	if err != nil {
 		// The state file stays, so `net try --rollback` can finish.
 		return res, fmt.Errorf("no confirmation (%s) and the rollback failed; state kept in %s: %w", res.Reason, statePath, err)
 	}
 	res.RolledBack = true
-	if err := os.Remove(statePath); err != nil {
+	why := "no 'net confirm' within " + opts.Timeout.String()
+	if res.Reason != "timeout" {
+		why = "interrupted before 'net confirm'"
+	}
+	if err := errors.Join(recordUnconfirmed(opts.StateDir, st.TryInfo, why), removeDurable(statePath)); err != nil {
 		return res, fmt.Errorf("%w, but %w", ErrRolledBack, err)
 	}
 	if res.Reason == "timeout" {
@@ -396,6 +493,11 @@ func Confirm(ctx context.Context, dir string) (ConfirmResult, error) {
 		// The try stopped listening: it is rolling back.
 	}
 	lock, err := lockTry(dir)
+	if errors.Is(err, ErrTryPending) {
+		// The try process stopped listening, or the watchdog holds
+		// the lock: either way the try is being undone.
+		return ConfirmResult{}, fmt.Errorf("too late to confirm: the net try of pid %d is being rolled back: %w", info.PID, ErrTryExpired)
+	}
 	if err != nil {
 		return ConfirmResult{}, fmt.Errorf("too late to confirm: %w", err)
 	}
@@ -408,10 +510,10 @@ func Confirm(ctx context.Context, dir string) (ConfirmResult, error) {
 		return ConfirmResult{}, err
 	}
 	if st.judge(time.Now(), currentBootID(), false); st.Expired {
-		return ConfirmResult{}, fmt.Errorf("too late to confirm the try of pid %d: %s; 'ghostbridge net up', 'net down' or 'net try --rollback' restores the previous state: %w",
-			st.PID, st.why(), ErrTryExpired)
+		return ConfirmResult{}, fmt.Errorf("too late to confirm the try of pid %d: %s; %s: %w",
+			st.PID, st.Why(), RestoreHint, ErrTryExpired)
 	}
-	if err := os.Remove(statePath); err != nil {
+	if err := errors.Join(removeDurable(statePath), clearUnconfirmed(dir, st.ConfigDigest)); err != nil {
 		return ConfirmResult{}, err
 	}
 	return ConfirmResult{Confirmed: true, Orphaned: true, PID: info.PID}, nil
@@ -420,7 +522,7 @@ func Confirm(ctx context.Context, dir string) (ConfirmResult, error) {
 // Rollback restores the state recorded by a try whose process died, or
 // that is stuck past its deadline (see Watchdog; it is killed first).
 func Rollback(ctx context.Context, d Deps, dir string, onChange func(Change)) (Result, error) {
-	lock, err := lockOverdue(ctx, dir, time.Now)
+	lock, err := lockOverdue(ctx, d, dir, time.Now)
 	if err != nil {
 		return Result{Changes: []Change{}}, err
 	}
@@ -439,7 +541,8 @@ func rollbackLocked(ctx context.Context, d Deps, dir string, onChange func(Chang
 	if err != nil {
 		return res, err
 	}
-	if res, err = st.rollback(ctx, d); err != nil {
+	boot := currentBootID()
+	if res, err = st.rollback(ctx, d, boot); err != nil {
 		return res, err
 	}
 	for _, c := range res.Changes {
@@ -447,7 +550,12 @@ func rollbackLocked(ctx context.Context, d Deps, dir string, onChange func(Chang
 			onChange(c)
 		}
 	}
-	return res, os.Remove(statePath)
+	st.judge(time.Now(), boot, false)
+	why := "rolled back before it was confirmed"
+	if st.Expired {
+		why = st.Why()
+	}
+	return res, errors.Join(recordUnconfirmed(dir, st.TryInfo, why), removeDurable(statePath))
 }
 
 // PendingTry reports the try in dir that is neither confirmed nor rolled
@@ -576,6 +684,133 @@ func writeFileAtomic(path string, v any) (err error) {
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// removeDurable removes path and syncs its directory, so that a crash
+// cannot bring back a try state that was confirmed or rolled back. A
+// file already gone is not an error.
+func removeDurable(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes the renames and removals in dir durable: until the
+// directory itself is synced, a crash may undo them.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// unconfirmed is the record of a try rolled back unconfirmed.
+type unconfirmed struct {
+	ConfigDigest string    `json:"config_digest"`
+	Started      time.Time `json:"started"`
+	Why          string    `json:"why"`
+}
+
+// ConfigDigest identifies cfg: the SHA-256 of its JSON encoding, in hex.
+func ConfigDigest(cfg Config) string {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		panic(fmt.Sprintf("encode config: %v", err)) // plain values: cannot fail
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// recordUnconfirmed notes that the configuration of the try info was
+// rolled back unconfirmed, so Up does not apply it unasked later (at the
+// next boot, say).
+func recordUnconfirmed(dir string, info TryInfo, why string) error {
+	if info.ConfigDigest == "" {
+		return nil
+	}
+	return writeFileAtomic(filepath.Join(dir, unconfirmedFile), unconfirmed{ConfigDigest: info.ConfigDigest, Started: info.Started, Why: why})
+}
+
+// clearUnconfirmed drops the record of an unconfirmed configuration
+// once a configuration with digest is confirmed or forced.
+func clearUnconfirmed(dir, digest string) error {
+	u, err := readUnconfirmed(dir)
+	if err != nil || u == nil || u.ConfigDigest != digest {
+		return err
+	}
+	return removeDurable(filepath.Join(dir, unconfirmedFile))
+}
+
+func readUnconfirmed(dir string) (*unconfirmed, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	path := filepath.Join(dir, unconfirmedFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var u unconfirmed
+	if err := json.Unmarshal(b, &u); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &u, nil
+}
+
+// UnconfirmedConfigError is Up refusing the configuration of a try that
+// was rolled back unconfirmed.
+type UnconfirmedConfigError struct {
+	Started time.Time
+	Why     string
+}
+
+func (e *UnconfirmedConfigError) Error() string {
+	return fmt.Sprintf("this network configuration was applied by the net try started %s and rolled back unconfirmed (%s): apply it with 'ghostbridge net try' and 'net confirm', or with 'ghostbridge net up --force'",
+		e.Started.UTC().Format(time.RFC3339), e.Why)
+}
+
+// Is makes errors.Is(err, ErrUnconfirmedConfig) true.
+func (e *UnconfirmedConfigError) Is(target error) bool { return target == ErrUnconfirmedConfig }
+
+// checkUnconfirmed refuses cfg when it is the configuration of the last
+// try rolled back unconfirmed in dir.
+func checkUnconfirmed(dir string, cfg Config) error {
+	u, err := readUnconfirmed(dir)
+	if err != nil || u == nil || u.ConfigDigest != ConfigDigest(cfg) {
+		return err
+	}
+	return &UnconfirmedConfigError{Started: u.Started, Why: u.Why}
+}
+
+// ownedOffloads adds to feats, per device, the offloads ghostbridge
+// manages on the uplinks of the bridges it owns: the configured ones and
+// those recorded as switched off.
+func ownedOffloads(ctx context.Context, d Deps, feats map[string][]string, configured []string) error {
+	brs, err := d.OVS.Bridges(ctx)
+	if err != nil {
+		return fmt.Errorf("read Open vSwitch: %w", err)
+	}
+	for _, name := range sortedKeys(brs) {
+		b := brs[name]
+		up := b.ExternalIDs[idUplink]
+		if b.ExternalIDs[idOwner] != idOwnerValue || up == "" {
+			continue
+		}
+		for _, f := range append(strings.Split(b.ExternalIDs[idUplinkOffload], ","), configured...) {
+			if f != "" && !slices.Contains(feats[up], f) {
+				feats[up] = append(feats[up], f)
+			}
+		}
 	}
 	return nil
 }

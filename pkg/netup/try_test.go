@@ -211,8 +211,15 @@ const (
 )
 
 // TestMain doubles as the try process that TestTryKilled starts and
-// kills with SIGKILL.
+// kills with SIGKILL, and as the process TestTryRecordsDurable traces.
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(envDurable); dir != "" {
+		if err := durableHelper(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv(envHelper) == "1" {
 		if err := tryHelper(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -288,7 +295,14 @@ func (h *host) startTry(t *testing.T, dir string, timeout time.Duration) *exec.C
 		_ = cmd.Wait()
 		t.Fatalf("try helper never waited:\n%s\n%s", strings.Join(lines, "\n"), stderr.String())
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	t.Cleanup(func() {
+		// Kill and reap it, stopped or not, unless the test already
+		// waited for it.
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	return cmd
 }
 

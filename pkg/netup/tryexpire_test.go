@@ -67,8 +67,8 @@ func (h *host) bootNetwork(t *testing.T, before netup.Snapshot) {
 // reboots before a confirmation or when its deadline passes. Its state
 // is kept on disk, so status shows it, confirm refuses it, and the next
 // up (the boot-time unit) rolls it back to the exact previous state and
-// stops instead of applying the unconfirmed configuration again; the up
-// after that applies it.
+// stops instead of applying the unconfirmed configuration again; later
+// ups refuse that configuration until --force (or a confirmed try).
 func TestTryExpired(t *testing.T) {
 	h := newHost(t)
 	h.prepareHost(t)
@@ -104,8 +104,12 @@ func TestTryExpired(t *testing.T) {
 	if info, err := netup.PendingTry(dir); info != nil || err != nil {
 		t.Errorf("pending after the rollback: %+v %v", info, err)
 	}
-	if res, err := netup.Up(ctx, h.deps, cfg, netup.Options{StateDir: dir}); err != nil || !res.Applied {
-		t.Fatalf("up after the rollback: %v %v", kinds(res.Changes), err)
+	if res, err := netup.Up(ctx, h.deps, cfg, netup.Options{StateDir: dir}); !errors.Is(err, netup.ErrUnconfirmedConfig) || len(res.Changes) != 0 {
+		t.Fatalf("up of the unconfirmed configuration: %v %v", kinds(res.Changes), err)
+	}
+	sameState(t, "after up refused the unconfirmed configuration", h.full(t), before)
+	if res, err := netup.Up(ctx, h.deps, cfg, netup.Options{StateDir: dir, Force: true}); err != nil || !res.Applied {
+		t.Fatalf("up --force after the rollback: %v %v", kinds(res.Changes), err)
 	}
 	if _, err := netup.Down(ctx, h.deps, netup.Options{StateDir: dir}); err != nil {
 		t.Fatal(err)
@@ -140,12 +144,15 @@ func TestWatchdogKillsStoppedTry(t *testing.T) {
 	h.prepareHost(t)
 	dir := t.TempDir()
 	before := h.full(t)
-	cmd := h.startTry(t, dir, 2*time.Second)
+	cmd := h.startTry(t, dir, time.Hour)
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// The stopped process cannot see its deadline move: put it in the
+	// past, beyond the grace a stopped try gets.
+	editTryState(t, dir, func(m map[string]any) { m["deadline"] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano) })
 	info, err := netup.PendingTry(dir)
-	if err != nil || info == nil || !info.Waiting {
+	if err != nil || info == nil || !info.Waiting || !info.Overdue {
 		t.Fatalf("pending while stopped: %+v %v", info, err)
 	}
 	// Without the kill the watchdog would wait for ever; the timeout

@@ -43,7 +43,7 @@ func Watchdog(ctx context.Context, d Deps, dir string, deadline time.Time, onCha
 		}
 		left := time.Until(deadline.Add(stoppedGrace))
 		if left <= 0 {
-			lock, err := lockOverdue(ctx, dir, time.Now)
+			lock, err := lockOverdue(ctx, d, dir, time.Now)
 			if err == nil {
 				res, err := rollbackLocked(ctx, d, dir, onChange)
 				lock.Close()
@@ -69,11 +69,13 @@ func Watchdog(ctx context.Context, d Deps, dir string, deadline time.Time, onCha
 // it past its deadline, stopped for longer than stoppedGrace or running
 // for longer than hungGrace, it kills that process and takes the lock
 // once the kernel has released it; before then the error is the
-// *PendingTryError of lockTry.
-func lockOverdue(ctx context.Context, dir string, now func() time.Time) (tryLock, error) {
+// *PendingTryError of lockTry. A PID and start time mean something only
+// within the boot that recorded them, so a try recorded in another boot
+// (or with no boot ID) is never signalled.
+func lockOverdue(ctx context.Context, d Deps, dir string, now func() time.Time) (tryLock, error) {
 	lock, err := lockTry(dir)
 	var pe *PendingTryError
-	if err == nil || !errors.As(err, &pe) || pe.ProcStart == 0 {
+	if err == nil || !errors.As(err, &pe) || pe.ProcStart == 0 || !sameBoot(pe.BootID, currentBootID()) {
 		return lock, err
 	}
 	ps, serr := procStat(pe.PID)
@@ -84,20 +86,34 @@ func lockOverdue(ctx context.Context, dir string, now func() time.Time) (tryLock
 	if !(ps.stopped() && late > stoppedGrace || late > hungGrace) {
 		return lock, err
 	}
-	if kerr := killTry(pe.TryInfo); kerr != nil {
+	if kerr := killTry(pe.TryInfo, currentBootID()); kerr != nil {
 		return lock, errors.Join(err, kerr)
 	}
-	for {
+	// The kernel drops the lock once the killed process is gone, which
+	// takes milliseconds unless it is stuck in the kernel (D state):
+	// wait, backing off, and say so when it takes long.
+	wait := 20 * time.Millisecond
+	for waited := time.Duration(0); ; waited += wait {
 		lock, err := lockTry(dir)
 		if !errors.Is(err, ErrTryPending) {
 			return lock, err
 		}
+		if waited >= 5*time.Second {
+			d.log().Warn("killed net try still holds its lock", "pid", pe.PID, "waited", waited.Round(time.Second))
+			wait = min(wait*2, 5*time.Second)
+		}
 		select {
 		case <-ctx.Done():
 			return tryLock{}, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
+}
+
+// sameBoot reports whether a recorded boot ID is the current one; an
+// unknown ID matches nothing.
+func sameBoot(recorded, current string) bool {
+	return recorded != "" && recorded == current
 }
 
 // procInfo is what /proc/PID/stat says about a process.
@@ -130,8 +146,12 @@ func procStat(pid int) (procInfo, error) {
 
 // killTry sends SIGKILL to the try process of info, through a pidfd
 // opened before checking that the PID still names that process, so a
-// later process given the same PID is never hit.
-func killTry(info TryInfo) error {
+// later process given the same PID is never hit. It signals nothing
+// unless info was recorded in the current boot (bootID).
+func killTry(info TryInfo, bootID string) error {
+	if !sameBoot(info.BootID, bootID) {
+		return nil
+	}
 	fd, err := unix.PidfdOpen(info.PID, 0)
 	if errors.Is(err, unix.ESRCH) {
 		return nil

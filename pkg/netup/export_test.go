@@ -1,0 +1,7 @@
+package netup
+
+// Internals the external tests drive directly.
+var (
+	WriteFileAtomic = writeFileAtomic
+	RemoveDurable   = removeDurable
+)
