@@ -15,6 +15,11 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/ghostbridge/ghostbridge/pkg/sys/ethtool"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/ovs"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/sysctl"
 )
 
 // OVSSchema is where Debian's openvswitch-common puts the OVSDB schema.
@@ -111,6 +116,33 @@ func (h *OVSHost) Exec(ns string, argv ...string) (string, error) {
 // OVS by hand (drift).
 func (h *OVSHost) Vsctl(args ...string) (string, error) {
 	return run("ovs-vsctl", append([]string{"--db=unix:" + h.DB, "--timeout=10"}, args...)...)
+}
+
+// OVSAdapters are the real system adapters opened inside an OVSHost's
+// network namespace: together they are what netup.Deps needs.
+type OVSAdapters struct {
+	OVS      *ovs.Client
+	Links    *netdev.Handle
+	Offloads *ethtool.Client
+	Sysctl   sysctl.Proc
+}
+
+// Adapters opens the real adapters inside h's namespace; they are closed
+// when the test ends.
+func (h *OVSHost) Adapters(t testing.TB) OVSAdapters {
+	t.Helper()
+	nl, err := netdev.OpenAt(h.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nl.Close)
+	var eth *ethtool.Client
+	if err := netdev.Do(h.Handle, func() (err error) { eth, err = ethtool.Open(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eth.Close() })
+	return OVSAdapters{OVS: ovs.New(h.DB), Links: nl, Offloads: eth,
+		Sysctl: sysctl.Proc{Run: func(fn func() error) error { return netdev.Do(h.Handle, fn) }}}
 }
 
 // Log returns ovs-vswitchd's log, for failure messages.

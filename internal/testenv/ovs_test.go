@@ -2,8 +2,11 @@ package testenv
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
 )
 
 // TestOVSHost starts a scratch OVS host and checks that it works and that
@@ -24,6 +27,30 @@ func TestOVSHost(t *testing.T) {
 		}
 		if out, err := h.Exec(h.Peer, "ping", "-c", "1", "-W", "5", h.UplinkAddr.Addr().String()); err != nil {
 			t.Fatalf("peer cannot reach the uplink: %v %s", err, out)
+		}
+		// The adapters see the namespace, not the machine's: the uplink
+		// and the bridge exist only there.
+		a := h.Adapters(t)
+		links, err := a.Links.Links()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(links, func(l netdev.Link) bool { return l.Name == h.Uplink }) {
+			t.Errorf("netlink adapter does not see %s: %+v", h.Uplink, links)
+		}
+		if _, err := a.Offloads.Get(h.Uplink, []string{"gro"}); err != nil {
+			t.Errorf("ethtool adapter: %v", err)
+		}
+		if brs, err := a.OVS.Bridges(t.Context()); err != nil || len(brs) != 1 {
+			t.Errorf("OVS adapter: bridges %v, %v; want br0 only", brs, err)
+		} else if _, ok := brs["br0"]; !ok {
+			t.Errorf("OVS adapter: bridges %v, want br0", brs)
+		}
+		if _, err := h.Exec(h.NS, "sysctl", "-w", "net.ipv4.ip_forward=1"); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := a.Sysctl.Get("net.ipv4.ip_forward"); err != nil || v != "1" {
+			t.Errorf("sysctl adapter: net.ipv4.ip_forward = %q, %v; want 1 as set in the namespace", v, err)
 		}
 	})
 	if h == nil {

@@ -2,11 +2,9 @@ package chain
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -27,10 +25,6 @@ var ErrSchemaVersion = errors.New("chain database schema version differs")
 // ErrSchemaVersion (naming both versions) for a schema older or newer than
 // this version's. Appending to the returned Store fails.
 func OpenReadOnly(ctx context.Context, path string, opts Options) (*Store, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("chain database %s: %w", path, err)
@@ -48,14 +42,12 @@ func OpenReadOnly(ctx context.Context, path string, opts Options) (*Store, error
 		// would make it a chain, a reader must say what it is.
 		return nil, fmt.Errorf("chain database %s: %w: the file is empty (0 bytes)", abs, ErrNotChain)
 	}
-	db, err := sql.Open("sqlite", readOnlyDSN(abs))
+	s, err := openStore(abs, readOnlyDSN(abs), opts.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("chain database %s: %w", abs, err)
+		return nil, err
 	}
-	db.SetMaxOpenConns(1)
-	s := &Store{path: abs, db: db, log: log}
 	if err := s.checkReadable(ctx); err != nil {
-		return nil, errors.Join(err, db.Close())
+		return nil, errors.Join(err, s.db.Close())
 	}
 	return s, nil
 }

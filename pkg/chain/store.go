@@ -87,10 +87,6 @@ func (s *Store) prepare(ctx context.Context) error {
 // Open opens the chain database at path, creating it when opts.Create is
 // set, and brings its schema up to date.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("chain database %s: %w", path, err)
@@ -99,14 +95,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := sql.Open("sqlite", dsn(abs))
+	s, err := openStore(abs, dsn(abs), opts.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("chain database %s: %w", abs, err)
+		return nil, err
 	}
-	// One connection: SQLite has one writer anyway, and a single
-	// connection keeps BEGIN IMMEDIATE from contending with itself.
-	db.SetMaxOpenConns(1)
-	s := &Store{path: abs, db: db, log: log}
 	err = s.migrate(ctx, created)
 	if err == nil {
 		err = s.prepare(ctx)
@@ -115,13 +107,29 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		err = s.ensureGenesis(ctx)
 	}
 	if err != nil {
-		err = errors.Join(err, db.Close())
+		err = errors.Join(err, s.db.Close())
 		if created {
 			removeDatabase(abs)
 		}
 		return nil, err
 	}
 	return s, nil
+}
+
+// openStore is the Store of the database file abs, opened through dsn;
+// Open and OpenReadOnly differ only in what they check around it.
+func openStore(abs, dsn string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("chain database %s: %w", abs, err)
+	}
+	// One connection: SQLite has one writer anyway, and a single
+	// connection keeps BEGIN IMMEDIATE from contending with itself.
+	db.SetMaxOpenConns(1)
+	return &Store{path: abs, db: db, log: log}, nil
 }
 
 // ensureFile checks that the database exists, or creates it empty with mode

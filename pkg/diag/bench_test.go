@@ -2,21 +2,13 @@ package diag
 
 import (
 	"context"
-	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ghostbridge/ghostbridge/internal/testenv"
 	"github.com/ghostbridge/ghostbridge/pkg/chain"
-	"github.com/ghostbridge/ghostbridge/pkg/netup"
-	"github.com/ghostbridge/ghostbridge/pkg/sys/ethtool"
-	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
-	"github.com/ghostbridge/ghostbridge/pkg/sys/ovs"
-	"github.com/ghostbridge/ghostbridge/pkg/sys/sysctl"
 )
 
 // benchFiller is how many blocks the benchmark chain holds beyond the
@@ -116,67 +108,19 @@ func fillChain(b *testing.B, db string, n int) {
 // key and returns the security config that has `sshd -T` read it.
 func benchSSHD(b *testing.B) SecurityConfig {
 	b.Helper()
-	for _, bin := range []string{"sshd", "ssh-keygen"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			testenv.Skip(b, bin+" not found (install openssh-server)")
-		}
-	}
-	testenv.RequireRoot(b)
-	// sshd -T refuses to run without its privilege separation directory.
-	if _, err := os.Stat("/run/sshd"); err != nil {
-		if err := os.Mkdir("/run/sshd", 0o755); err != nil {
-			testenv.Skip(b, "cannot create /run/sshd for sshd -T: "+err.Error())
-		}
-		b.Cleanup(func() { _ = os.Remove("/run/sshd") })
-	}
-	dir := b.TempDir()
-	key := filepath.Join(dir, "ssh_host_ed25519_key")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
-		b.Fatalf("ssh-keygen: %v: %s", err, out)
-	}
-	conf := filepath.Join(dir, "sshd_config")
-	lines := []string{"HostKey " + key, "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin no",
-		"PubkeyAcceptedAlgorithms ssh-ed25519,ssh-ed25519-cert-v01@openssh.com,sk-ssh-ed25519@openssh.com"}
-	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	return SecurityConfig{SSHD: "sshd", SSHDArgs: []string{"-f", conf},
-		Listeners: []Listener{{Key: "snap.metrics_listen", Addr: "127.0.0.1:9731"}}}
+	h := NewSSHDHost(b)
+	cfg := h.Config(b, h.Good()...)
+	cfg.Listeners = []Listener{{Key: "snap.metrics_listen", Addr: "127.0.0.1:9731"}}
+	return cfg
 }
 
 // benchNet converges a userspace OVS host in its own network namespace
 // with net up and returns the net group's checks against it.
 func benchNet(b *testing.B) []Check {
 	b.Helper()
-	h := testenv.OVS(b)
-	nl, err := netdev.OpenAt(h.Handle)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nl.Close)
-	var eth *ethtool.Client
-	if err := netdev.Do(h.Handle, func() (err error) { eth, err = ethtool.Open(); return err }); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = eth.Close() })
-	d := netup.Deps{OVS: ovs.New(h.DB), Links: nl, Offloads: eth,
-		Sysctl: sysctl.Proc{Run: func(fn func() error) error { return netdev.Do(h.Handle, fn) }}}
-	on := true
-	cfg := netup.Config{
-		DatapathType:   "netdev",
-		Offloads:       netup.DefaultOffloads,
-		IPv4Forwarding: &on,
-		Bridges: []netup.Bridge{
-			{Name: "ovsbr0", Uplink: h.Uplink, Addresses: []netip.Prefix{h.UplinkAddr}, Gateway: h.Gateway,
-				FailMode: netup.FailSecure, Guard: true, Ports: []netup.Port{{Name: "gbint0"}}},
-			{Name: "ovsbr1", Addresses: []netip.Prefix{netip.MustParsePrefix("10.88.0.1/24")},
-				FailMode: netup.FailStandalone, Ports: []netup.Port{{Name: "vm0", Tag: 10}}},
-		},
-	}
-	if _, err := netup.Up(context.Background(), d, cfg, netup.Options{}); err != nil {
-		b.Fatalf("net up: %v\n%s", err, h.Log())
-	}
-	return NetChecks(cfg, d)
+	h := NewNetHost(b)
+	h.Up(b)
+	return NetChecks(h.Cfg, h.Deps)
 }
 
 func dumpReport(r Report) string {

@@ -77,10 +77,7 @@ func TestDiagIsReadOnly(t *testing.T) {
 
 	// The healthy host's database with a writer holding it open and its
 	// last blocks only in the -wal file, as while snap run runs.
-	w, err := chain.Open(t.Context(), h.db, chain.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := h.open(t, false)
 	defer w.Close()
 	if _, err := w.Append(t.Context(), chain.Event{Time: h.last(t), Kind: chain.KindTicksMissed, Payload: chain.TicksMissedPayload{Count: 1}}); err != nil {
 		t.Fatal(err)
@@ -119,13 +116,9 @@ func TestDiagIsReadOnly(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := Run(t.Context(), append(checks, lag...), Options{Timeout: time.Minute})
-			got := map[string]Result{}
-			for _, c := range r.Checks {
-				got[c.Name] = c
-			}
 			for name, want := range tt.want {
 				status, detail, _ := strings.Cut(want, ": ")
-				expect(t, got, name, Status(status), detail, "")
+				ExpectCheck(t, r, name, Status(status), "", detail)
 			}
 			before.unchanged(t, tt.db)
 		})

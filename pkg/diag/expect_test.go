@@ -1,23 +1,28 @@
-package diag_test
+package diag
+
+// The result helpers (and the NetHost and SSHDHost fixtures) are exported
+// from the internal test package so that one copy serves the white-box
+// tests here (snapshots, chain, the benchmark) and the black-box ones
+// (package diag_test, through expect_ext_test.go). They exist only in
+// test builds.
 
 import (
 	"encoding/json"
 	"strings"
 	"testing"
-
-	"github.com/ghostbridge/ghostbridge/pkg/diag"
+	"time"
 )
 
-// expectResult fails unless res has status want and, when it is not
+// ExpectResult fails unless res has status want and, when it is not
 // passing, a hint; its detail must contain every string in detail and its
 // hint every string in hint.
-func expectResult(t *testing.T, res diag.Result, want diag.Status, detail []string, hint []string) {
+func ExpectResult(t *testing.T, res Result, want Status, detail []string, hint []string) {
 	t.Helper()
 	if res.Status != want {
 		t.Errorf("%s: status %s, want %s (detail %q, hint %q)", res.Name, res.Status, want, res.Detail, res.Hint)
 		return
 	}
-	if want != diag.StatusPass && want != diag.StatusSkip && res.Hint == "" {
+	if want != StatusPass && want != StatusSkip && res.Hint == "" {
 		t.Errorf("%s: %s without a hint (detail %q)", res.Name, want, res.Detail)
 	}
 	for _, s := range detail {
@@ -32,25 +37,42 @@ func expectResult(t *testing.T, res diag.Result, want diag.Status, detail []stri
 	}
 }
 
-// expectCheck is expectResult for the check called name in r, with one
+// ExpectCheck is ExpectResult for the check called name in r, with one
 // string each for the hint and the detail ("" asserts nothing).
-func expectCheck(t *testing.T, r diag.Report, name string, status diag.Status, hint, detail string) {
+func ExpectCheck(t *testing.T, r Report, name string, status Status, hint, detail string) {
 	t.Helper()
-	expectResult(t, hostResult(t, r, name), status, []string{detail}, []string{hint})
+	ExpectResult(t, HostResult(t, r, name), status, []string{detail}, []string{hint})
 }
 
-func hostResult(t *testing.T, r diag.Report, name string) diag.Result {
+// HostResult is the result of the check called name in r.
+func HostResult(t *testing.T, r Report, name string) Result {
 	t.Helper()
 	for _, res := range r.Checks {
 		if res.Name == name {
 			return res
 		}
 	}
-	t.Fatalf("no check %s in report:\n%s", name, hostDump(r))
-	return diag.Result{}
+	t.Fatalf("no check %s in report:\n%s", name, HostDump(r))
+	return Result{}
 }
 
-func hostDump(r diag.Report) string {
+// HostDump shows every result of r, for failure messages.
+func HostDump(r Report) string {
 	b, _ := json.MarshalIndent(r.Checks, "", "  ")
 	return string(b)
+}
+
+// RunGroup runs the checks of one group with timeout and returns their
+// results by name, failing unless there are want of them.
+func RunGroup(t *testing.T, checks []Check, timeout time.Duration, want int) map[string]Result {
+	t.Helper()
+	r := Run(t.Context(), checks, Options{Timeout: timeout})
+	out := map[string]Result{}
+	for _, res := range r.Checks {
+		out[res.Name] = res
+	}
+	if len(out) != want {
+		t.Fatalf("%d checks, want %d:\n%s", len(out), want, HostDump(r))
+	}
+	return out
 }

@@ -131,10 +131,12 @@ func (o *netObserver) check(judge func(netup.Health) Outcome) func(context.Conte
 	}
 }
 
-// hostProblems collects one line per broken thing and the hint of the first.
+// hostProblems collects one line per broken thing and the hint of the
+// first, and what was found in order.
 type hostProblems struct {
 	lines []string
 	hint  string
+	ok    []string
 }
 
 func (p *hostProblems) add(hint, format string, args ...any) {
@@ -146,9 +148,20 @@ func (p *hostProblems) add(hint, format string, args ...any) {
 
 func (p *hostProblems) fail() Outcome { return Fail(p.hint, "%s", strings.Join(p.lines, "; ")) }
 
+// pass records one thing found in order.
+func (p *hostProblems) pass(what string) { p.ok = append(p.ok, what) }
+
+// verdict fails with every problem when there is one, and otherwise
+// passes with format, whose last verb takes the list of what is in order.
+func (p *hostProblems) verdict(format string, args ...any) Outcome {
+	if len(p.lines) > 0 {
+		return p.fail()
+	}
+	return Pass(format, append(args, strings.Join(p.ok, ", "))...)
+}
+
 func netBridges(h netup.Health) Outcome {
 	var p hostProblems
-	var ok []string
 	for _, b := range h.Bridges {
 		switch {
 		case !b.Exists:
@@ -158,13 +171,10 @@ func netBridges(h netup.Health) Outcome {
 		case !b.Up:
 			p.add(hintNetUp, "bridge %s is down", b.Name)
 		default:
-			ok = append(ok, b.Name)
+			p.pass(b.Name)
 		}
 	}
-	if len(p.lines) > 0 {
-		return p.fail()
-	}
-	return Pass("%d bridges up: %s", len(ok), strings.Join(ok, ", "))
+	return p.verdict("%d bridges up: %s", len(p.ok))
 }
 
 // uplinkHint names the config entry of a bridge whose uplink matches no
@@ -173,39 +183,40 @@ func uplinkHint(b netup.BridgeHealth) string {
 	return fmt.Sprintf("set the uplink of bridge %s in net.bridges to an existing interface name or MAC (ip link lists them)", b.Name)
 }
 
-func netUplink(h netup.Health) Outcome {
-	var p hostProblems
-	var ok []string
+// uplinks hands judge each bridge whose uplink resolved to an interface,
+// records each whose uplink matches none, and passes over internal
+// bridges (no uplink, so no UplinkDev either).
+func (p *hostProblems) uplinks(h netup.Health, judge func(b netup.BridgeHealth)) {
 	for _, b := range h.Bridges {
 		switch {
 		case b.Uplink == "":
 		case b.UplinkDev == "":
 			p.add(uplinkHint(b), "bridge %s: uplink %s matches no interface", b.Name, b.Uplink)
+		default:
+			judge(b)
+		}
+	}
+}
+
+func netUplink(h netup.Health) Outcome {
+	var p hostProblems
+	p.uplinks(h, func(b netup.BridgeHealth) {
+		switch {
 		case !b.Exists:
 			p.add(hintNetUp, "bridge %s missing, so uplink %s is not attached", b.Name, b.UplinkDev)
 		case !b.UplinkAttached:
 			p.add(hintNetUp, "uplink %s is not a port of bridge %s", b.UplinkDev, b.Name)
 		default:
-			ok = append(ok, b.UplinkDev+" on "+b.Name)
+			p.pass(b.UplinkDev + " on " + b.Name)
 		}
-	}
-	if len(p.lines) > 0 {
-		return p.fail()
-	}
-	return Pass("uplink attached: %s", strings.Join(ok, ", "))
+	})
+	return p.verdict("uplink attached: %s")
 }
 
 func netOffloads(want []string, h netup.Health) Outcome {
 	var p hostProblems
 	var fixed []string
-	var ok []string
-	for _, b := range h.Bridges {
-		if b.UplinkDev == "" {
-			if b.Uplink != "" {
-				p.add(uplinkHint(b), "bridge %s: uplink %s matches no interface", b.Name, b.Uplink)
-			}
-			continue
-		}
+	p.uplinks(h, func(b netup.BridgeHealth) {
 		var on []string
 		for _, f := range want {
 			s, known := b.Offloads[f]
@@ -220,17 +231,14 @@ func netOffloads(want []string, h netup.Health) Outcome {
 		if len(on) > 0 {
 			p.add(hintNetUp, "uplink %s has %s on", b.UplinkDev, strings.Join(on, ", "))
 		} else {
-			ok = append(ok, b.UplinkDev)
+			p.pass(b.UplinkDev)
 		}
-	}
-	if len(p.lines) > 0 {
-		return p.fail()
-	}
-	if len(fixed) > 0 {
+	})
+	if len(p.lines) == 0 && len(fixed) > 0 {
 		return Warn("the NIC cannot switch these off; drop them from net.offloads to accept them",
 			"fixed on by the driver: %s", strings.Join(fixed, ", "))
 	}
-	return Pass("%s off on %s", strings.Join(want, ","), strings.Join(ok, ", "))
+	return p.verdict("%s off on %s", strings.Join(want, ","))
 }
 
 // sysctlReader reads kernel parameters; netup.Sysctl satisfies it.
@@ -244,7 +252,6 @@ func netForwarding(cfg netup.Config, s sysctlReader) Outcome {
 		on          *bool
 	}
 	var p hostProblems
-	var ok []string
 	for _, w := range []want{
 		{netup.SysctlIPv4Forward, "net.ipv4_forwarding", cfg.IPv4Forwarding},
 		{netup.SysctlIPv6Forward, "net.ipv6_forwarding", cfg.IPv6Forwarding},
@@ -264,17 +271,13 @@ func netForwarding(cfg netup.Config, s sysctlReader) Outcome {
 			p.add(fmt.Sprintf("ghostbridge net up sets it (or change %s)", w.cfgKey), "%s = %s, want %s", w.key, got, v)
 			continue
 		}
-		ok = append(ok, w.key+" = "+got)
+		p.pass(w.key + " = " + got)
 	}
-	if len(p.lines) > 0 {
-		return p.fail()
-	}
-	return Pass("%s", strings.Join(ok, ", "))
+	return p.verdict("%s")
 }
 
 func netFlows(h netup.Health) Outcome {
 	var p hostProblems
-	var ok []string
 	for _, b := range h.Bridges {
 		what := "flow table"
 		if b.Guard {
@@ -290,23 +293,16 @@ func netFlows(h netup.Health) Outcome {
 		case !b.FlowsInSync:
 			p.add(hintNetUp, "bridge %s: %s differ from the %d expected: %s", b.Name, what, b.FlowsExpected, strings.Join(b.FlowDiff, " "))
 		default:
-			ok = append(ok, fmt.Sprintf("%s %s (%d)", b.Name, what, b.FlowsExpected))
+			p.pass(fmt.Sprintf("%s %s (%d)", b.Name, what, b.FlowsExpected))
 		}
 	}
-	if len(p.lines) > 0 {
-		return p.fail()
-	}
-	return Pass("installed as expected: %s", strings.Join(ok, ", "))
+	return p.verdict("installed as expected: %s")
 }
 
 func netBridgeMAC(h netup.Health) Outcome {
 	var p hostProblems
-	var ok []string
-	for _, b := range h.Bridges {
+	p.uplinks(h, func(b netup.BridgeHealth) {
 		switch {
-		case b.Uplink == "":
-		case b.UplinkDev == "":
-			p.add(uplinkHint(b), "bridge %s: uplink %s matches no interface", b.Name, b.Uplink)
 		case !b.LinkExists:
 			p.add(hintNetUp, "bridge %s has no kernel device", b.Name)
 		case !strings.EqualFold(b.MAC, b.UplinkMAC) && !strings.EqualFold(b.ConfiguredMAC, b.UplinkMAC):
@@ -317,11 +313,8 @@ func netBridgeMAC(h netup.Health) Outcome {
 			p.add(fmt.Sprintf("ip link set dev %s address %s", b.Name, b.UplinkMAC),
 				"bridge %s has MAC %s, uplink %s has %s (OVS is configured with the right one)", b.Name, b.MAC, b.UplinkDev, b.UplinkMAC)
 		default:
-			ok = append(ok, b.Name+" "+b.MAC)
+			p.pass(b.Name + " " + b.MAC)
 		}
-	}
-	if len(p.lines) > 0 {
-		return p.fail()
-	}
-	return Pass("bridge MAC equals the uplink's: %s", strings.Join(ok, ", "))
+	})
+	return p.verdict("bridge MAC equals the uplink's: %s")
 }

@@ -2,63 +2,18 @@ package diag_test
 
 import (
 	"context"
-	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/ghostbridge/ghostbridge/internal/testenv"
 	"github.com/ghostbridge/ghostbridge/pkg/diag"
 	"github.com/ghostbridge/ghostbridge/pkg/netup"
-	"github.com/ghostbridge/ghostbridge/pkg/sys/ethtool"
-	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
 	"github.com/ghostbridge/ghostbridge/pkg/sys/ovs"
-	"github.com/ghostbridge/ghostbridge/pkg/sys/sysctl"
 )
 
-// netHost is a scratch OVS host with the real adapters opened inside its
-// network namespace, and the configuration the checks judge it by.
-type netHost struct {
-	*testenv.OVSHost
-	deps netup.Deps
-	cfg  netup.Config
-}
+// netHost is the shared NetHost with the steps these tests take on it.
+type netHost struct{ *diag.NetHost }
 
-func newNetHost(t *testing.T) *netHost {
-	t.Helper()
-	h := &netHost{OVSHost: testenv.OVS(t)}
-	nl, err := netdev.OpenAt(h.Handle)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nl.Close)
-	var eth *ethtool.Client
-	if err := netdev.Do(h.Handle, func() (err error) { eth, err = ethtool.Open(); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eth.Close() })
-	h.deps = netup.Deps{OVS: ovs.New(h.DB), Links: nl, Offloads: eth,
-		Sysctl: sysctl.Proc{Run: func(fn func() error) error { return netdev.Do(h.Handle, fn) }}}
-	on := true
-	h.cfg = netup.Config{
-		DatapathType:   "netdev",
-		Offloads:       netup.DefaultOffloads,
-		IPv4Forwarding: &on,
-		Bridges: []netup.Bridge{
-			{Name: "ovsbr0", Uplink: h.Uplink, Addresses: []netip.Prefix{h.UplinkAddr}, Gateway: h.Gateway,
-				FailMode: netup.FailSecure, Guard: true, Ports: []netup.Port{{Name: "gbint0"}}},
-			{Name: "ovsbr1", Addresses: []netip.Prefix{netip.MustParsePrefix("10.88.0.1/24")},
-				FailMode: netup.FailStandalone, Ports: []netup.Port{{Name: "vm0", Tag: 10}}},
-		},
-	}
-	return h
-}
-
-func (h *netHost) up(t *testing.T) {
-	t.Helper()
-	if _, err := netup.Up(context.Background(), h.deps, h.cfg, netup.Options{}); err != nil {
-		t.Fatalf("net up: %v\n%s", err, h.Log())
-	}
-}
+func newNetHost(t *testing.T) *netHost { return &netHost{diag.NewNetHost(t)} }
 
 func (h *netHost) must(t *testing.T, argv ...string) {
 	t.Helper()
@@ -71,7 +26,7 @@ func (h *netHost) must(t *testing.T, argv ...string) {
 // because the machine is shared and slowness is not what is tested.
 func (h *netHost) run(t *testing.T, cfg netup.Config) diag.Report {
 	t.Helper()
-	return diag.Run(context.Background(), diag.NetChecks(cfg, h.deps), diag.Options{Timeout: time.Minute})
+	return diag.Run(context.Background(), diag.NetChecks(cfg, h.Deps), diag.Options{Timeout: time.Minute})
 }
 
 func expectHealthy(t *testing.T, r diag.Report) {
@@ -88,12 +43,12 @@ func expectHealthy(t *testing.T, r diag.Report) {
 func TestNetChecksOnOVS(t *testing.T) {
 	h := newNetHost(t)
 
-	r := h.run(t, h.cfg)
+	r := h.run(t, h.Cfg)
 	expectCheck(t, r, "net.bridges", diag.StatusFail, "ghostbridge net up", "bridge ovsbr0 missing")
 	expectCheck(t, r, "net.forwarding", diag.StatusFail, "net.ipv4_forwarding", "net.ipv4.ip_forward = 0, want 1")
 
-	h.up(t)
-	r = h.run(t, h.cfg)
+	h.Up(t)
+	r = h.run(t, h.Cfg)
 	expectHealthy(t, r)
 	expectCheck(t, r, "net.flows", diag.StatusPass, "", "ovsbr0 guard flows (3)")
 	t.Logf("healthy: wall %s, sum %s\n%s", r.Wall, r.Sum, hostDump(r))
@@ -125,7 +80,7 @@ func TestNetChecksOnOVS(t *testing.T) {
 		// later; wait for the change to show, not for a fixed time.
 		var r diag.Report
 		for range 50 {
-			r = h.run(t, h.cfg)
+			r = h.run(t, h.Cfg)
 			if hostResult(t, r, s.check).Status != diag.StatusPass {
 				break
 			}
@@ -135,14 +90,14 @@ func TestNetChecksOnOVS(t *testing.T) {
 		if r.Status != diag.StatusFail {
 			t.Errorf("%s: overall %s, want fail", s.what, r.Status)
 		}
-		h.up(t)
-		expectHealthy(t, h.run(t, h.cfg))
+		h.Up(t)
+		expectHealthy(t, h.run(t, h.Cfg))
 	}
 
 	// An uplink that names nothing is a config problem: the hint is the
 	// key, and the other bridge is still judged.
-	bad := h.cfg
-	bad.Bridges = append([]netup.Bridge{}, h.cfg.Bridges...)
+	bad := h.Cfg
+	bad.Bridges = append([]netup.Bridge{}, h.Cfg.Bridges...)
 	bad.Bridges[0].Uplink = "nosuch0"
 	r = h.run(t, bad)
 	expectCheck(t, r, "net.uplink", diag.StatusFail, "uplink of bridge ovsbr0 in net.bridges", "uplink nosuch0 matches no interface")
@@ -150,7 +105,7 @@ func TestNetChecksOnOVS(t *testing.T) {
 
 	// Last, the external bridge itself: everything about it fails.
 	h.must(t, "ovs-vsctl", "--db=unix:"+h.DB, "del-br", "ovsbr0")
-	r = h.run(t, h.cfg)
+	r = h.run(t, h.Cfg)
 	expectCheck(t, r, "net.bridges", diag.StatusFail, "ghostbridge net up", "bridge ovsbr0 missing")
 	expectCheck(t, r, "net.uplink", diag.StatusFail, "ghostbridge net up", "bridge ovsbr0 missing, so uplink uplink0 is not attached")
 	expectCheck(t, r, "net.flows", diag.StatusFail, "ghostbridge net up", "bridge ovsbr0: guard flows not checked: bridge missing")
@@ -161,8 +116,8 @@ func TestNetChecksOnOVS(t *testing.T) {
 // they cannot tell, and why.
 func TestNetChecksOVSDown(t *testing.T) {
 	h := newNetHost(t)
-	h.deps.OVS = ovs.New(h.Dir + "/nosuch.sock")
-	r := h.run(t, h.cfg)
+	h.Deps.OVS = ovs.New(h.Dir + "/nosuch.sock")
+	r := h.run(t, h.Cfg)
 	expectCheck(t, r, "net.bridges", diag.StatusUnknown, "net.ovsdb_socket", "observe the network")
 	expectCheck(t, r, "net.forwarding", diag.StatusFail, "net.ipv4_forwarding", "want 1")
 }

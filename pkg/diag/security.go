@@ -282,7 +282,6 @@ func checkListeners(ctx context.Context, ls []Listener, procNet string) Outcome 
 		return Unknown("read /proc/net/tcp and /proc/net/tcp6", "%v", err)
 	}
 	var p hostProblems
-	var ok []string
 	for _, l := range ls {
 		host, portS, err := net.SplitHostPort(l.Addr)
 		port, perr := strconv.ParseUint(portS, 10, 16)
@@ -296,7 +295,7 @@ func checkListeners(ctx context.Context, ls []Listener, procNet string) Outcome 
 		}
 		if !loop {
 			// Configured that way on purpose: the operator asked for it.
-			ok = append(ok, fmt.Sprintf("%s %s (not loopback, as configured)", l.Key, l.Addr))
+			p.pass(fmt.Sprintf("%s %s (not loopback, as configured)", l.Key, l.Addr))
 			continue
 		}
 		var open []string
@@ -310,12 +309,9 @@ func checkListeners(ctx context.Context, ls []Listener, procNet string) Outcome 
 				"%s is %s, but port %d listens on %s", l.Key, l.Addr, port, strings.Join(open, ", "))
 			continue
 		}
-		ok = append(ok, fmt.Sprintf("%s %s", l.Key, l.Addr))
+		p.pass(fmt.Sprintf("%s %s", l.Key, l.Addr))
 	}
-	if len(p.lines) > 0 {
-		return p.fail()
-	}
-	return Pass("loopback only: %s", strings.Join(ok, ", "))
+	return p.verdict("loopback only: %s")
 }
 
 // tcpListen is the st column of a socket in LISTEN state.

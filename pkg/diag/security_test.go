@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,61 +18,13 @@ func runSecurity(cfg diag.SecurityConfig) diag.Report {
 	return diag.Run(context.Background(), diag.SecurityChecks(cfg), diag.Options{Timeout: time.Minute})
 }
 
-// sshdHost is a directory with host keys from ssh-keygen and a writer of
-// sshd configurations that use them.
-type sshdHost struct {
-	dir        string
-	ed25519    string
-	rsa        string
-	privsepDir string
-}
-
-func newSSHDHost(t *testing.T) *sshdHost {
-	t.Helper()
-	for _, bin := range []string{"sshd", "ssh-keygen"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			testenv.Skip(t, bin+" not found (install openssh-server)")
-		}
-	}
-	testenv.RequireRoot(t)
-	// sshd -T refuses to run without its privilege separation directory,
-	// which only exists where sshd was started; make it for the test.
-	if _, err := os.Stat("/run/sshd"); err != nil {
-		if err := os.Mkdir("/run/sshd", 0o755); err != nil {
-			testenv.Skip(t, "cannot create /run/sshd for sshd -T: "+err.Error())
-		}
-		t.Cleanup(func() { _ = os.Remove("/run/sshd") })
-	}
-	h := &sshdHost{dir: t.TempDir()}
-	for typ, dst := range map[string]*string{"ed25519": &h.ed25519, "rsa": &h.rsa} {
-		*dst = filepath.Join(h.dir, "ssh_host_"+typ+"_key")
-		if out, err := exec.Command("ssh-keygen", "-q", "-t", typ, "-N", "", "-f", *dst).CombinedOutput(); err != nil {
-			t.Fatalf("ssh-keygen: %v: %s", err, out)
-		}
-	}
-	return h
-}
-
-// config writes an sshd_config and returns the security config that has
-// diag run `sshd -T -f` on it.
-func (h *sshdHost) config(t *testing.T, lines ...string) diag.SecurityConfig {
-	t.Helper()
-	path := filepath.Join(h.dir, fmt.Sprintf("sshd_config.%d", time.Now().UnixNano()))
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return diag.SecurityConfig{SSHD: "sshd", SSHDArgs: []string{"-f", path}}
-}
-
-const ed25519Users = "PubkeyAcceptedAlgorithms ssh-ed25519,ssh-ed25519-cert-v01@openssh.com,sk-ssh-ed25519@openssh.com"
-
 // TestSecuritySSHD runs the real `sshd -T` on good and bad configurations.
 func TestSecuritySSHD(t *testing.T) {
-	h := newSSHDHost(t)
-	good := []string{"HostKey " + h.ed25519, "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin no", ed25519Users}
+	h := diag.NewSSHDHost(t)
+	good := h.Good()
 
-	r := runSecurity(h.config(t, good...))
-	expectCheck(t, r, "security.sshd", diag.StatusPass, "", "host keys "+h.ed25519+" all ed25519")
+	r := runSecurity(h.Config(t, good...))
+	expectCheck(t, r, "security.sshd", diag.StatusPass, "", "host keys "+h.Ed25519+" all ed25519")
 
 	cases := []struct {
 		what         string
@@ -84,24 +34,24 @@ func TestSecuritySSHD(t *testing.T) {
 		{"passwords", append(good[:1:1], good[2:]...), "PasswordAuthentication no", "passwordauthentication yes"},
 		{"root with keys", append(good[:3:3], good[4], "PermitRootLogin prohibit-password"), "PermitRootLogin no", "permitrootlogin without-password"},
 		{"keyboard-interactive", append(good[:2:2], good[3:]...), "KbdInteractiveAuthentication no", "kbdinteractiveauthentication yes"},
-		{"rsa host key", append(good, "HostKey "+h.rsa), "remove HostKey " + h.rsa, "hostkey " + h.rsa + " is ssh-rsa"},
+		{"rsa host key", append(good, "HostKey "+h.RSA), "remove HostKey " + h.RSA, "hostkey " + h.RSA + " is ssh-rsa"},
 		{"rsa user keys", good[:4], "PubkeyAcceptedAlgorithms ssh-ed25519,", "pubkeyacceptedalgorithms allows ecdsa-sha2-nistp256-cert-v01@openssh.com"},
 	}
 	for _, c := range cases {
 		t.Run(c.what, func(t *testing.T) {
-			r := runSecurity(h.config(t, c.lines...))
+			r := runSecurity(h.Config(t, c.lines...))
 			expectCheck(t, r, "security.sshd", diag.StatusFail, c.hint, c.detail)
 		})
 	}
 	// Debian's defaults: everything at once, in one line.
-	r = runSecurity(h.config(t, "HostKey "+h.rsa))
+	r = runSecurity(h.Config(t, "HostKey "+h.RSA))
 	expectCheck(t, r, "security.sshd", diag.StatusFail, "PasswordAuthentication no",
-		"passwordauthentication yes; kbdinteractiveauthentication yes; permitrootlogin without-password; hostkey "+h.rsa+" is ssh-rsa; pubkeyacceptedalgorithms allows")
+		"passwordauthentication yes; kbdinteractiveauthentication yes; permitrootlogin without-password; hostkey "+h.RSA+" is ssh-rsa; pubkeyacceptedalgorithms allows")
 
 	// No sshd, and an sshd that refuses its configuration: cannot tell.
 	r = runSecurity(diag.SecurityConfig{SSHD: "/nonexistent/sshd"})
 	expectCheck(t, r, "security.sshd", diag.StatusUnknown, "diag.sshd", "sshd not installed")
-	r = runSecurity(h.config(t, "NoSuchKeyword yes"))
+	r = runSecurity(h.Config(t, "NoSuchKeyword yes"))
 	expectCheck(t, r, "security.sshd", diag.StatusUnknown, "sshd -t", "NoSuchKeyword")
 }
 
@@ -109,8 +59,8 @@ func TestSecuritySSHD(t *testing.T) {
 // Match blocks give passwords or root login back to some clients; without
 // -C sshd ignores Match blocks and prints the good global values.
 func TestSecuritySSHDMatch(t *testing.T) {
-	h := newSSHDHost(t)
-	good := []string{"HostKey " + h.ed25519, "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin no", ed25519Users}
+	h := diag.NewSSHDHost(t)
+	good := h.Good()
 	with := func(lines ...string) []string { return append(slices.Clone(good), lines...) }
 	for _, c := range []struct {
 		what         string
@@ -131,7 +81,7 @@ func TestSecuritySSHDMatch(t *testing.T) {
 		{"a Match block that only restricts", with("Match Address 203.0.113.0/24", "  PubkeyAuthentication no"), diag.StatusPass, "", "user keys ed25519 only"},
 	} {
 		t.Run(c.what, func(t *testing.T) {
-			expectCheck(t, runSecurity(h.config(t, c.lines...)), "security.sshd", c.status, c.hint, c.detail)
+			expectCheck(t, runSecurity(h.Config(t, c.lines...)), "security.sshd", c.status, c.hint, c.detail)
 		})
 	}
 }
@@ -150,19 +100,19 @@ func oldSSHD(t *testing.T, sedExpr string) string {
 }
 
 func TestSecuritySSHDOldKeyword(t *testing.T) {
-	h := newSSHDHost(t)
-	good := []string{"HostKey " + h.ed25519, "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin no"}
+	h := diag.NewSSHDHost(t)
+	good := h.Good()[:4:4] // sshd's default user keys
 	renamed := oldSSHD(t, "s/^pubkeyacceptedalgorithms /pubkeyacceptedkeytypes /")
 	dropped := oldSSHD(t, "/^pubkeyacceptedalgorithms /d")
 	cfg := func(bin string, lines ...string) diag.SecurityConfig {
-		c := h.config(t, lines...)
+		c := h.Config(t, lines...)
 		c.SSHD = bin
 		return c
 	}
 	// sshd's default accepts RSA and ECDSA user keys, under either name.
 	expectCheck(t, runSecurity(cfg(renamed, good...)), "security.sshd", diag.StatusFail, "PubkeyAcceptedAlgorithms ssh-ed25519,", "pubkeyacceptedalgorithms allows ecdsa-sha2-nistp256")
-	expectCheck(t, runSecurity(cfg(renamed, append(good, ed25519Users)...)), "security.sshd", diag.StatusPass, "", "user keys ed25519 only")
-	expectCheck(t, runSecurity(cfg(dropped, append(good, ed25519Users)...)), "security.sshd", diag.StatusUnknown, "diag.sshd",
+	expectCheck(t, runSecurity(cfg(renamed, append(good, diag.Ed25519Users)...)), "security.sshd", diag.StatusPass, "", "user keys ed25519 only")
+	expectCheck(t, runSecurity(cfg(dropped, append(good, diag.Ed25519Users)...)), "security.sshd", diag.StatusUnknown, "diag.sshd",
 		"neither pubkeyacceptedalgorithms nor pubkeyacceptedkeytypes")
 }
 

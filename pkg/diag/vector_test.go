@@ -52,15 +52,7 @@ func vectorInputs(srv *qdranttest.Server, db string) diag.VectorInputs {
 
 func runVector(t *testing.T, in diag.VectorInputs, timeout time.Duration) map[string]diag.Result {
 	t.Helper()
-	r := diag.Run(t.Context(), diag.VectorChecks(in), diag.Options{Timeout: timeout})
-	out := map[string]diag.Result{}
-	for _, res := range r.Checks {
-		out[res.Name] = res
-	}
-	if len(out) != 3 {
-		t.Fatalf("vector group: %+v", r.Checks)
-	}
-	return out
+	return runGroup(t, diag.VectorChecks(in), timeout, 3)
 }
 
 func TestVectorChecks(t *testing.T) {

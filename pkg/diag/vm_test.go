@@ -18,15 +18,7 @@ import (
 
 func runVM(t *testing.T, in diag.VMInputs, timeout time.Duration) map[string]diag.Result {
 	t.Helper()
-	r := diag.Run(t.Context(), diag.VMChecks(in), diag.Options{Timeout: timeout})
-	out := map[string]diag.Result{}
-	for _, res := range r.Checks {
-		out[res.Name] = res
-	}
-	if len(out) != 2 {
-		t.Fatalf("vm group: %+v", r.Checks)
-	}
-	return out
+	return runGroup(t, diag.VMChecks(in), timeout, 2)
 }
 
 // TestVMChecks runs a guest on libvirtd's test driver with NICs on two
