@@ -196,6 +196,7 @@ func (a *App) loadConfig(cmd *cobra.Command, src configSource, layered bool) (lo
 	v.SetDefault("vector.host", def.Vector.Host)
 	v.SetDefault("vector.port", def.Vector.Port)
 	v.SetDefault("vector.tls", def.Vector.TLS)
+	v.SetDefault("vector.tls_ca_file", def.Vector.TLSCAFile)
 	v.SetDefault("vector.api_key_file", def.Vector.APIKeyFile)
 	v.SetDefault("vector.collection", def.Vector.Collection)
 	v.SetDefault("vector.dimension", def.Vector.Dimension)

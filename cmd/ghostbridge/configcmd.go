@@ -37,6 +37,7 @@ Keys (TOML shown; YAML and JSON use the same names):
   host = "localhost"  # Qdrant host for "vector" commands (gRPC)
   port = 6334         # Qdrant gRPC port
   tls = false
+  tls_ca_file = ""    # PEM bundle of a private CA (tls only); "" = system roots
   api_key_file = ""   # FILE holding the Qdrant API key; else `+apiKeyEnv+`
   collection = "ghostbridge-events"
   dimension = 64      # vector size; an existing collection must match
@@ -140,6 +141,7 @@ func writeConfigTOML(w io.Writer, lc loadedConfig) error {
 	line("vector.host", "host", tomlString(c.Vector.Host))
 	line("vector.port", "port", strconv.Itoa(c.Vector.Port))
 	line("vector.tls", "tls", strconv.FormatBool(c.Vector.TLS))
+	line("vector.tls_ca_file", "tls_ca_file", tomlString(c.Vector.TLSCAFile))
 	line("vector.api_key_file", "api_key_file", tomlString(c.Vector.APIKeyFile))
 	line("vector.collection", "collection", tomlString(c.Vector.Collection))
 	line("vector.dimension", "dimension", strconv.Itoa(c.Vector.Dimension))

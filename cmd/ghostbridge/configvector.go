@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -14,9 +15,12 @@ import (
 // from api_key_file or GHOSTBRIDGE_QDRANT_API_KEY, so `config show` and
 // error messages cannot leak it.
 type VectorConfig struct {
-	Host       string   `json:"host"`
-	Port       int      `json:"port"`
-	TLS        bool     `json:"tls"`
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	TLS  bool   `json:"tls"`
+	// TLSCAFile is a PEM bundle of the CAs Qdrant's certificate must chain
+	// to; "" means the system's roots.
+	TLSCAFile  string   `json:"tls_ca_file"`
 	APIKeyFile string   `json:"api_key_file"`
 	Collection string   `json:"collection"`
 	Dimension  int      `json:"dimension"`
@@ -44,7 +48,9 @@ func defaultVectorConfig() VectorConfig {
 	}
 }
 
-var collectionName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,255}$`)
+// collectionName leaves room for the suffix `vector reindex` appends
+// within Qdrant's limit on collection names.
+var collectionName = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9_.-]{1,%d}$`, vector.MaxCollection))
 
 // decodeVector reads the [vector] keys; get is viper's Get.
 func decodeVector(get func(string) any, dst *VectorConfig) []Problem {
@@ -88,6 +94,7 @@ func decodeVector(get func(string) any, dst *VectorConfig) []Problem {
 	default:
 		bad("vector.tls", v)
 	}
+	str("vector.tls_ca_file", &dst.TLSCAFile)
 	str("vector.api_key_file", &dst.APIKeyFile)
 	str("vector.collection", &dst.Collection)
 	num("vector.dimension", &dst.Dimension)
@@ -117,6 +124,14 @@ func (c Config) validateVector() []Problem {
 	}
 	if v.Port < 1 || v.Port > 65535 {
 		bad("vector.port", v.Port)
+	}
+	switch f := v.TLSCAFile; {
+	case f == "":
+	case !filepath.IsAbs(f) || strings.HasSuffix(f, "/"):
+		bad("vector.tls_ca_file", f)
+	case !v.TLS:
+		ps = append(ps, Problem{Key: "vector.tls_ca_file", Value: showValue(f),
+			Want: `"" while vector.tls is false (a CA bundle is only used over TLS: set vector.tls = true)`})
 	}
 	if f := v.APIKeyFile; f != "" && (!filepath.IsAbs(f) || strings.HasSuffix(f, "/")) {
 		bad("vector.api_key_file", f)

@@ -412,8 +412,20 @@ func TestDiagChecksSelection(t *testing.T) {
 // Qdrant fail naming the key, and vector.lag, which needs no key, still
 // runs.
 func TestDiagVectorKeyUnreadable(t *testing.T) {
-	db, _ := fixtureChain(t)
 	env := cliEnv{"GHOSTBRIDGE_VECTOR_API_KEY_FILE": filepath.Join(t.TempDir(), "missing.key")}
+	checkVectorUnusable(t, env, "cannot read the Qdrant API key")
+}
+
+// TestDiagVectorCAUnreadable: a CA bundle that cannot be read fails the
+// checks that ask Qdrant, naming the key, and leaves the lag to run.
+func TestDiagVectorCAUnreadable(t *testing.T) {
+	env := cliEnv{"GHOSTBRIDGE_VECTOR_TLS": "true", "GHOSTBRIDGE_VECTOR_TLS_CA_FILE": filepath.Join(t.TempDir(), "missing.pem")}
+	checkVectorUnusable(t, env, "cannot read the CA bundle for Qdrant")
+}
+
+func checkVectorUnusable(t *testing.T, env cliEnv, want string) {
+	t.Helper()
+	db, _ := fixtureChain(t)
 	r := runCLI(t, env, "--db", db, "diag", "--only", "vector", "--format", "json")
 	var rep diag.Report
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
@@ -424,12 +436,12 @@ func TestDiagVectorKeyUnreadable(t *testing.T) {
 		got[c.Name] = c
 	}
 	for _, n := range []string{"vector.reachable", "vector.collection"} {
-		if c := got[n]; c.Status != diag.StatusFail || !strings.Contains(c.Detail, "cannot read the Qdrant API key") {
+		if c := got[n]; c.Status != diag.StatusFail || !strings.Contains(c.Detail, want) {
 			t.Errorf("%s = %+v", n, c)
 		}
 	}
 	if c := got["vector.lag"]; c.Status != diag.StatusPass {
-		t.Errorf("vector.lag = %+v, want pass: it needs no key", c)
+		t.Errorf("vector.lag = %+v, want pass: it needs no key or CA", c)
 	}
 }
 

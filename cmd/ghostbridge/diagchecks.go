@@ -206,25 +206,33 @@ func (b *diagBuild) vectorChecks() []diag.Check {
 		Collection: vc.Collection, Dim: vc.Dimension, Distance: dist,
 		DB: b.cfg.DB, LagMax: b.cfg.Diag.SyncLagMax,
 	}
-	key, err := b.app.qdrantAPIKey()
-	if err != nil {
-		// Qdrant cannot be asked without the key; the lag needs no key.
+	// Qdrant cannot be asked without the key or the CA it is signed by;
+	// the lag needs neither.
+	unusable := func(key, what string, err error) []diag.Check {
 		checks := diag.VectorChecks(in)
 		for i, c := range checks {
 			if slices.Contains(qdrantChecks, c.Name) {
 				checks[i].Run = func(context.Context) diag.Outcome {
-					return diag.Fail("fix vector.api_key_file (ghostbridge config show)", "cannot read the Qdrant API key: %v", err)
+					return diag.Fail("fix "+key+" (ghostbridge config show)", "cannot read the %s: %v", what, err)
 				}
 			}
 		}
 		return checks
 	}
-	in.Conn.APIKey = key
+	key, err := b.app.qdrantAPIKey()
+	if err != nil {
+		return unusable("vector.api_key_file", "Qdrant API key", err)
+	}
+	roots, err := b.app.qdrantRootCAs()
+	if err != nil {
+		return unusable("vector.tls_ca_file", "CA bundle for Qdrant", err)
+	}
+	in.Conn.APIKey, in.Conn.RootCAs = key, roots
 	return diag.VectorChecks(in)
 }
 
 // qdrantChecks are the vector checks that ask Qdrant, and so need its
-// API key.
+// API key and CA.
 var qdrantChecks = []string{"vector.reachable", "vector.collection"}
 
 // tableSet reports whether any key of the config table was set (by the

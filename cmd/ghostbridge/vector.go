@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -21,7 +22,9 @@ func newVectorCmd(a *App) *cobra.Command {
 event's metadata), and search it for events like a given one.
 
 Qdrant is reached over gRPC as the [vector] config table says (host, port,
-tls, collection, dimension, distance, batch, interval). The API key comes
+tls, tls_ca_file, collection, dimension, distance, batch, interval); with
+tls_ca_file the server's certificate must chain to a CA in that PEM bundle
+instead of the system's roots. The API key comes
 from the file vector.api_key_file names, else from `+apiKeyEnv+`;
 it is never a flag and never logged.`)
 	cmd.AddCommand(newVectorSyncCmd(a), newVectorStatusCmd(a), newVectorSearchCmd(a), newVectorReindexCmd(a))
@@ -62,7 +65,11 @@ func (a *App) openVector(ctx context.Context, write bool) (*vectorSession, error
 			return nil, err
 		}
 	}
-	cl, err := vector.Connect(vector.Conn{Host: vc.Host, Port: vc.Port, TLS: vc.TLS, APIKey: key})
+	roots, err := a.qdrantRootCAs()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := vector.Connect(vector.Conn{Host: vc.Host, Port: vc.Port, TLS: vc.TLS, RootCAs: roots, APIKey: key})
 	if err != nil {
 		return nil, err
 	}
@@ -112,4 +119,36 @@ func (a *App) qdrantAPIKey() (string, error) {
 		return "", problem("a file holding the Qdrant API key on one line")
 	}
 	return key, nil
+}
+
+// qdrantRootCAs reads the CA bundle vector.tls_ca_file names, or returns
+// nil (the system's roots) when it is "". A file that cannot be read or
+// holds no certificate is a config problem of that key.
+func (a *App) qdrantRootCAs() (*x509.CertPool, error) {
+	vc := a.conf.Config.Vector
+	path := vc.TLSCAFile
+	if path == "" {
+		return nil, nil
+	}
+	problem := func(want string) error {
+		return &ConfigError{Problems: []Problem{{
+			Key: "vector.tls_ca_file", Value: showValue(path),
+			Origin: originOf(a.conf.Origins, "vector.tls_ca_file"), Want: want,
+		}}}
+	}
+	if !vc.TLS {
+		// Validate refuses this already; kept so no caller trusts a CA
+		// over plaintext.
+		return nil, problem(`"" while vector.tls is false`)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, problem(fmt.Sprintf("a readable PEM file of CA certificates: %v", pathErrno(err)))
+	}
+	pool, err := vector.ParseCABundle(b)
+	if err != nil {
+		why := strings.TrimPrefix(err.Error(), vector.ErrInvalidConfig.Error()+": ")
+		return nil, problem("a PEM file of CA certificates (" + why + ")")
+	}
+	return pool, nil
 }

@@ -110,9 +110,18 @@ func TestVectorBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := strconv.Itoa(srv.Port())
+	caFile := write("ca.pem", string(qdranttest.NewCA(t).PEM))
+	noCert := write("nocert.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+	longName := strings.Repeat("a", vector.MaxCollection+1)
 	cases := []struct {
 		name, toml, wantKey string
 	}{
+		{"ca file without tls", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\ntls_ca_file = \"" + caFile + "\"\n", "vector.tls_ca_file = \"" + caFile + "\" (from " + dir},
+		{"ca file unreadable", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\ntls = true\ntls_ca_file = \"" + filepath.Join(dir, "missing.pem") + "\"\n", "vector.tls_ca_file"},
+		{"ca file is a directory", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\ntls = true\ntls_ca_file = \"" + dir + "\"\n", "vector.tls_ca_file"},
+		{"ca file holds no certificate", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\ntls = true\ntls_ca_file = \"" + noCert + "\"\n", "holds no PEM certificate"},
+		{"ca file relative", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\ntls = true\ntls_ca_file = \"ca.pem\"\n", "vector.tls_ca_file"},
+		{"collection too long for reindex", "[vector]\nhost = \"127.0.0.1\"\nport = " + port + "\ncollection = \"" + longName + "\"\n", "Qdrant allows 255 and vector reindex appends 32"},
 		{"missing host", "[vector]\nhost = \"\"\nport = " + port + "\n", "vector.host"},
 		{"bad port", "[vector]\nhost = \"127.0.0.1\"\nport = 70000\n", "vector.port"},
 		{"port not a number", "[vector]\nhost = \"127.0.0.1\"\nport = \"x\"\n", "vector.port"},
@@ -263,4 +272,43 @@ func cursorOf(t *testing.T, db string) (uint64, bool) {
 		t.Fatal(err)
 	}
 	return h, ok
+}
+
+// TestVectorTLSCAFile: a stand-in served over TLS with a certificate from a
+// private CA is reached with vector.tls_ca_file naming that CA; without it
+// the system's roots do not trust the server and the sync stops at once
+// with one line saying so and naming the key to set.
+func TestVectorTLSCAFile(t *testing.T) {
+	db, _ := fixtureChain(t)
+	ca := qdranttest.NewCA(t)
+	srv := qdranttest.Start(t, qdranttest.Options{TLS: ca.ServerTLS(t)})
+	caFile := filepath.Join(t.TempDir(), "qdrant-ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := qdrantEnv(srv)
+	env["GHOSTBRIDGE_VECTOR_TLS"] = "true"
+
+	r := runCLI(t, env, "--db", db, "vector", "sync", "--once")
+	if r.code == exitOK || strings.Count(r.stderr, "\n") != 1 ||
+		!strings.Contains(r.stderr, "x509: certificate signed by unknown authority") ||
+		!strings.Contains(r.stderr, "set vector.tls_ca_file") {
+		t.Fatalf("without the CA: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if _, ok := srv.IDs("ghostbridge-events"); ok {
+		t.Fatal("a collection was made over an untrusted connection")
+	}
+
+	env["GHOSTBRIDGE_VECTOR_TLS_CA_FILE"] = caFile
+	r = runCLI(t, env, "--db", db, "vector", "sync", "--once")
+	if r.code != exitOK {
+		t.Fatalf("with the CA: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if ids, _ := srv.IDs("ghostbridge-events"); len(ids) != 7 {
+		t.Fatalf("points %v, want the 7 fixture blocks", ids)
+	}
+	r = runCLI(t, env, "--db", db, "vector", "status", "--format", "json")
+	if r.code != exitOK || !strings.Contains(r.stdout, `"lag_blocks": 0,`) || !strings.Contains(r.stdout, `"points": 7,`) {
+		t.Fatalf("status with the CA: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -180,10 +180,14 @@ func Reindex(ctx context.Context, d Deps, cfg Config, opts ReindexOptions) (res 
 	return res, nil
 }
 
+// targetTimeLayout stamps a reindex's new collection; its length is part
+// of ReindexSuffixLen (years after 9999 would lengthen it).
+const targetTimeLayout = "20060102T150405.000000000Z"
+
 // targetName names a reindex's new collection: the alias, the UTC time to
 // the nanosecond and a random suffix, so two reindexes never pick one name.
 func targetName(alias string, now time.Time, r uint32) string {
-	return fmt.Sprintf("%s-%s-%04x", alias, now.UTC().Format("20060102T150405.000000000Z"), r&0xffff)
+	return fmt.Sprintf("%s-%s-%04x", alias, now.UTC().Format(targetTimeLayout), r&0xffff)
 }
 
 // moveCursors hands the rebuilt collection's bookkeeping to the alias: its

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -243,6 +244,10 @@ func (e *RefusedError) Error() string {
 		hint = ": the API key may not do this (a read-only key?); use a key with write access"
 	case codes.FailedPrecondition:
 		hint = ": the collection cannot take this now; check it in Qdrant"
+	case codes.Unavailable:
+		if untrusted(e.Err) {
+			hint = ": the server's certificate is not trusted; set vector.tls_ca_file to the CA bundle that signed it"
+		}
 	}
 	return fmt.Sprintf("qdrant refused %s on collection %s: %v%s", e.Op, e.Collection, e.Err, hint)
 }
@@ -283,7 +288,17 @@ func refused(err error) bool {
 	case codes.Unauthenticated, codes.PermissionDenied, codes.FailedPrecondition:
 		return true
 	}
-	return false
+	return untrusted(err)
+}
+
+// untrusted reports whether the TLS handshake failed because the server's
+// certificate did not verify (unknown CA, wrong name, expired). gRPC
+// reports it as Unavailable with the text of crypto/tls's
+// CertificateVerificationError; retrying would fail the same way until
+// the operator fixes the CA bundle or the certificate.
+func untrusted(err error) bool {
+	return status.Code(err) == codes.Unavailable &&
+		strings.Contains(status.Convert(err).Message(), "tls: failed to verify certificate")
 }
 
 // wait is the backoff before retry number attempt (0-based): uniform in

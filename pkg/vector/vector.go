@@ -12,11 +12,15 @@
 package vector
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/qdrant/go-client/qdrant"
 
@@ -34,10 +38,13 @@ const (
 
 // Conn says how to reach Qdrant's gRPC API.
 type Conn struct {
-	Host   string
-	Port   int
-	TLS    bool
-	APIKey string // sent as "api-key" metadata; never logged
+	Host string
+	Port int
+	TLS  bool
+	// RootCAs, when set, are the only certificates the server's chain may
+	// end in (a private CA); nil means the system's roots. TLS only.
+	RootCAs *x509.CertPool
+	APIKey  string // sent as "api-key" metadata; never logged
 }
 
 // String names the endpoint without the key.
@@ -59,11 +66,20 @@ func Connect(c Conn) (*qdrant.Client, error) {
 	if c.Port <= 0 || c.Port > 65535 {
 		return nil, fmt.Errorf("%w: port %d (allowed 1..65535)", ErrInvalidConfig, c.Port)
 	}
+	if c.RootCAs != nil && !c.TLS {
+		return nil, fmt.Errorf("%w: a CA bundle is set but TLS is off", ErrInvalidConfig)
+	}
+	var tc *tls.Config
+	if c.TLS {
+		// The client's own default when given no config, plus the roots.
+		tc = &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: c.RootCAs}
+	}
 	cl, err := qdrant.NewClient(&qdrant.Config{
-		Host:   c.Host,
-		Port:   c.Port,
-		APIKey: c.APIKey,
-		UseTLS: c.TLS,
+		Host:      c.Host,
+		Port:      c.Port,
+		APIKey:    c.APIKey,
+		UseTLS:    c.TLS,
+		TLSConfig: tc,
 		// The check is a health call at construction that logs through
 		// the global logger; sync must start even while Qdrant is down.
 		SkipCompatibilityCheck: true,
@@ -73,6 +89,69 @@ func Connect(c Conn) (*qdrant.Client, error) {
 		return nil, fmt.Errorf("qdrant %s: %w", c, err)
 	}
 	return cl, nil
+}
+
+// ParseCABundle reads PEM certificates (a CA bundle) into a pool for
+// Conn.RootCAs. Blocks of other types are ignored; a certificate block that
+// does not parse, or a bundle without any certificate, is an error wrapping
+// ErrInvalidConfig.
+func ParseCABundle(data []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	n := 0
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: certificate %d of the CA bundle: %w", ErrInvalidConfig, n+1, err)
+		}
+		pool.AddCert(cert)
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: the CA bundle holds no PEM certificate", ErrInvalidConfig)
+	}
+	return pool, nil
+}
+
+// Collection name limits, from Qdrant's request validation: the length on
+// every call naming a collection, the characters when one is created.
+// Reindex makes a collection named after the configured one plus a suffix,
+// so a configured name must leave room for it.
+const (
+	// MaxQdrantName is the most characters Qdrant takes in a collection name.
+	MaxQdrantName = 255
+	// QdrantNameForbidden holds the characters Qdrant refuses in a new
+	// collection's name.
+	QdrantNameForbidden = "<>:\"/\\|?*\x00\x1f"
+	// ReindexSuffixLen is the length of what Reindex appends to the
+	// configured name: "-", the UTC time to the nanosecond, "-", 4 hex digits.
+	ReindexSuffixLen = len("-") + len(targetTimeLayout) + len("-ffff")
+	// MaxCollection is the most characters a configured collection name
+	// may have.
+	MaxCollection = MaxQdrantName - ReindexSuffixLen
+)
+
+// validCollection checks a configured collection name against Qdrant's
+// rules with room for the reindex suffix.
+func validCollection(name string) error {
+	switch n := utf8.RuneCountInString(name); {
+	case n == 0:
+		return fmt.Errorf("%w: collection is empty", ErrInvalidConfig)
+	case n > MaxCollection:
+		return fmt.Errorf("%w: collection name is %d characters, at most %d allowed (Qdrant's limit is %d and reindex appends %d)",
+			ErrInvalidConfig, n, MaxCollection, MaxQdrantName, ReindexSuffixLen)
+	}
+	if i := strings.IndexAny(name, QdrantNameForbidden); i >= 0 {
+		return fmt.Errorf("%w: collection name %q holds %q, which Qdrant forbids", ErrInvalidConfig, name, name[i])
+	}
+	return nil
 }
 
 // Distance is a Qdrant distance function by its Qdrant name.
@@ -147,9 +226,10 @@ func (c Config) withDefaults() Config {
 
 // Validate reports the first problem with c, wrapping ErrInvalidConfig.
 func (c Config) Validate() error {
+	if err := validCollection(c.Collection); err != nil {
+		return err
+	}
 	switch {
-	case c.Collection == "":
-		return fmt.Errorf("%w: collection is empty", ErrInvalidConfig)
 	case c.Batch < 0 || c.Batch > 10000:
 		return fmt.Errorf("%w: batch %d (allowed 1..10000)", ErrInvalidConfig, c.Batch)
 	case c.Interval < 0:

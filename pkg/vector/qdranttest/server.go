@@ -16,7 +16,10 @@
 // read-only API key gets PermissionDenied on every write. It adds fault
 // injection (Unavailable/ResourceExhausted answers, with Qdrant's
 // retry-after trailer, dropped connections, applied-but-lost answers,
-// rejected points, and any code on any method).
+// rejected points, and any code on any method). It validates collection
+// names as Qdrant does (1..255 characters; no < > : " / \ | ? * on
+// create) and can serve over TLS with a certificate from a CA made for
+// the test (NewCA).
 //
 // It must not be used by production code: it keeps everything in memory
 // and implements only the subset above.
@@ -25,6 +28,7 @@ package qdranttest
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"net"
@@ -33,10 +37,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/qdrant/go-client/qdrant"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -97,6 +103,10 @@ type Options struct {
 	AsyncDelay time.Duration
 	// Addr is the address to listen on; "" means 127.0.0.1:0.
 	Addr string
+	// TLS, when set, serves gRPC over TLS with this configuration (its
+	// certificate), as Qdrant does with service.enable_tls; CA.ServerTLS
+	// makes one.
+	TLS *tls.Config
 }
 
 // Start starts a stand-in on a fresh localhost port and stops it when the
@@ -130,7 +140,11 @@ func Listen(opts Options) (*Server, error) {
 		collections: map[string]*collection{},
 		aliases:     map[string]string{},
 	}
-	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(s.auth), grpc.MaxRecvMsgSize(64<<20))
+	sopts := []grpc.ServerOption{grpc.UnaryInterceptor(s.auth), grpc.MaxRecvMsgSize(64 << 20)}
+	if opts.TLS != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	s.grpc = grpc.NewServer(sopts...)
 	qdrant.RegisterCollectionsServer(s.grpc, &collectionsService{s: s})
 	qdrant.RegisterPointsServer(s.grpc, &pointsService{s: s})
 	qdrant.RegisterQdrantServer(s.grpc, &healthService{})
@@ -340,6 +354,9 @@ func (s *Server) auth(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 			return nil, status.Error(codes.Unauthenticated, "Invalid API key or JWT")
 		}
 	}
+	if err := checkCollectionName(req, method); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	if errs := s.faults.calls[method]; len(errs) > 0 {
 		s.faults.calls[method] = errs[1:]
@@ -348,6 +365,38 @@ func (s *Server) auth(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	}
 	s.mu.Unlock()
 	return h(ctx, req)
+}
+
+// Qdrant's collection name rules (lib/api/build.rs and
+// lib/common/common/src/validation.rs in Qdrant's source): every request
+// naming a collection is validated to 1..255 characters, and creating one
+// also refuses the characters in nameForbidden. A request failing them is
+// InvalidArgument before anything is looked up.
+const (
+	maxNameChars  = 255
+	nameForbidden = "<>:\"/\\|?*\x00\x1f"
+)
+
+// checkCollectionName applies Qdrant's request validation of the
+// collection_name field, when req has one.
+func checkCollectionName(req any, method string) error {
+	r, ok := req.(interface{ GetCollectionName() string })
+	if !ok {
+		return nil
+	}
+	name := r.GetCollectionName()
+	switch n := utf8.RuneCountInString(name); {
+	case n == 0:
+		return status.Error(codes.InvalidArgument, "Validation error in body: [collection_name: length is 0]")
+	case n > maxNameChars:
+		return status.Errorf(codes.InvalidArgument, "Validation error in body: [collection_name: length is %d, must be at most %d]", n, maxNameChars)
+	}
+	if method == "Create" {
+		if i := strings.IndexAny(name, nameForbidden); i >= 0 {
+			return status.Errorf(codes.InvalidArgument, "Validation error in body: [collection_name: collection name cannot contain %q char]", name[i])
+		}
+	}
+	return nil
 }
 
 // retryAfterTrailer sends Qdrant's retry-after trailer with a

@@ -320,3 +320,37 @@ func TestReadOnlyKeyAndFailCalls(t *testing.T) {
 		t.Fatalf("after the injected one: %v", err)
 	}
 }
+
+// TestCollectionNameRules: names are 1..255 characters on every call (as
+// Qdrant validates each request's collection_name), counted in
+// characters, and creating one refuses Qdrant's forbidden characters.
+func TestCollectionNameRules(t *testing.T) {
+	s := Start(t, Options{})
+	c := client(t, s, "")
+	create := func(name string) error {
+		return c.CreateCollection(t.Context(), &qdrant.CreateCollection{
+			CollectionName: name,
+			VectorsConfig:  qdrant.NewVectorsConfig(&qdrant.VectorParams{Size: 4, Distance: qdrant.Distance_Cosine}),
+		})
+	}
+	for _, name := range []string{strings.Repeat("a", 255), strings.Repeat("é", 255), "with space.and-dots_"} {
+		if err := create(name); err != nil {
+			t.Errorf("create %d characters: %v", len([]rune(name)), err)
+		}
+	}
+	long := strings.Repeat("a", 256)
+	if err := create(long); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "must be at most 255") {
+		t.Errorf("create 256 characters: %v", err)
+	}
+	if _, err := c.GetCollectionInfo(t.Context(), long); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("get 256 characters: %v", err)
+	}
+	if _, err := c.GetCollectionInfo(t.Context(), strings.Repeat("a", 254)); status.Code(err) != codes.NotFound {
+		t.Errorf("get an unknown 254-character name: %v", err)
+	}
+	for _, ch := range []string{"<", ">", ":", `"`, "/", `\`, "|", "?", "*", "\x00", "\x1f"} {
+		if err := create("a" + ch + "b"); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "cannot contain") {
+			t.Errorf("create with %q: %v", ch, err)
+		}
+	}
+}
