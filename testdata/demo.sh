@@ -121,6 +121,13 @@ note "after 10s: $(find "$snaps/data" -mindepth 1 -maxdepth 1 | wc -l) snapshots
 kill "$churn_pid" && wait "$churn_pid" 2>/dev/null || true
 churn_pid=''
 
+section "ghostbridge diag --only snapshots,chain,storage (while snap run is running)"
+note "the same sources, directory and retention, given through GHOSTBRIDGE_SNAP_* variables"
+drc=0
+GHOSTBRIDGE_SNAP_SOURCES="data=$src" GHOSTBRIDGE_SNAP_DIR="$snaps" GHOSTBRIDGE_SNAP_INTERVAL=1s GHOSTBRIDGE_SNAP_KEEP=4s \
+	"${gb[@]}" --no-color diag --only snapshots,chain,storage || drc=$?
+note "diag exited with status $drc (0 ok, 1 warning, 2 critical, 3 unknown)"
+
 section "Stopping it with SIGTERM (finishes the tick in hand, exits 0)"
 kill -TERM "$run_pid"
 rc=0
