@@ -14,6 +14,9 @@
   # Directory holding the state of an unconfirmed `net try` (the CLI's
   # --state-dir default; the network unit makes it its StateDirectory).
   netStateDir,
+  # Signing-key file of the checkpoint key pair the module creates; keygen
+  # writes the verifier key next to it as FILE.pub.
+  checkpointKey,
   # diag checks (names or groups) to leave out on this host.
   diagSkip ? [ ],
 }:
@@ -25,6 +28,9 @@ in
   network = [ "net" "up" "--state-dir" netStateDir ] ++ config;
   # ghostbridge-snap.service: the 1 Hz snapshot loop.
   snapshots = [ "snap" "run" ] ++ config;
+  # ghostbridge-keygen.service: the checkpoint key pair, created once. No
+  # --config: keygen reads none, and the host name is the key's name.
+  checkpointKeygen = [ "chain" "keygen" "--out" checkpointKey ];
   # ghostbridge-vector.service: chain events into Qdrant.
   vectorSync = [ "vector" "sync" ] ++ config;
   # ghostbridge-diag.service (started by its timer): check results for node exporter.

@@ -58,6 +58,15 @@ let
   # bridges across a reboot, so the record must survive one too.
   netStateDir = "/var/lib/ghostbridge/net";
 
+  # The checkpoint key pair ghostbridge-keygen.service creates: its own
+  # StateDirectory, not the database's directory (a unit that may rewrite
+  # the database must not also hold the key that vouches for it) and not
+  # the checkpoint file's (the snapshot loop writes there; it only reads
+  # the key). `chain keygen --out FILE` writes the verifier key to FILE.pub.
+  checkpointKeyDir = "ghostbridge-keys";
+  checkpointKey = "/var/lib/${checkpointKeyDir}/checkpoint.key";
+  checkpointVerifier = "${checkpointKey}.pub";
+
   # Where systemd puts the Qdrant API key credential of a unit.
   apiKeyCredential = unit: "/run/credentials/${unit}/qdrant-api-key";
 
@@ -136,7 +145,7 @@ let
 
   commands = import ./commands.nix {
     configFile = "${configFile}";
-    inherit textfile netStateDir;
+    inherit textfile netStateDir checkpointKey;
     diagSkip = cfg.diag.skip;
   };
 
@@ -154,6 +163,21 @@ let
   };
 
   s = cfg.settings;
+
+  # The module creates the key pair only for the file it chose; an operator
+  # who names another signing key brings the pair.
+  keygenEnabled = cfg.checkpoints.enable && s.chain.signing_key == checkpointKey;
+
+  # Units that never sign do not see the signing key (diag still reads the
+  # verifier key next to it).
+  hideSigningKey = optional (s.chain.signing_key != "") (rwPath "-${s.chain.signing_key}");
+
+  # A diag run ends about one diag.timeout after it starts: its checks run
+  # concurrently and each is abandoned (reported unknown) at the timeout.
+  # Twice that plus 30s covers start-up and writing the textfile on a busy
+  # host; a run still going then is hung, and while it runs the timer
+  # cannot fire again.
+  diagTimeoutStart = "${toString (builtins.ceil (2 * import ./go-duration.nix s.diag.timeout) + 30)}s";
 
   # Sandboxing every unit gets; each unit then opens what its command needs.
   hardening = {
@@ -230,6 +254,13 @@ in
       type = systemdSpan;
       default = "30s";
       description = "WatchdogSec of ghostbridge-snap.service: systemd restarts the loop when no healthy tick arrives for this long.";
+    };
+
+    checkpoints.enable = mkOption {
+      type = types.bool;
+      default = cfg.snapshots.enable;
+      defaultText = literalExpression "config.services.ghostbridge.snapshots.enable";
+      description = "Signed checkpoints out of the box: ghostbridge-keygen.service runs `ghostbridge chain keygen` once, before ghostbridge-snap.service, creating the Ed25519 key pair /var/lib/ghostbridge-keys/checkpoint.key (secret, 0600) and checkpoint.key.pub (give it to auditors), and settings.chain.signing_key and verifier_key default to them, so the loop signs checkpoints and `chain verify` (and diag's chain.verify) checks only the blocks after the newest one. The keys never enter the Nix store. Naming another settings.chain.signing_key turns the key creation off.";
     };
 
     vectorSync.enable = mkEnableOption "ghostbridge-vector.service, the `ghostbridge vector sync` loop";
@@ -367,11 +398,15 @@ in
             "ghostbridge-checkpoint"
           ];
           StateDirectoryMode = "0700";
-          # Snapshot deletion and the subvolume search need CAP_SYS_ADMIN;
-          # CAP_FOWNER lets it snapshot a source another user owns.
+          # Root without CAP_DAC_OVERRIDE is held to mode bits like anyone:
+          # CAP_DAC_READ_SEARCH opens a source (and its snapshots) that
+          # another user owns with mode 0700; CAP_FOWNER passes BTRFS's
+          # ownership check for snapshotting it, and grants no reading.
+          # Snapshot deletion and the subvolume search need CAP_SYS_ADMIN.
           CapabilityBoundingSet = [
             "CAP_SYS_ADMIN"
             "CAP_FOWNER"
+            "CAP_DAC_READ_SEARCH"
           ];
           # A source under /home is opened read-only; snapshots are written
           # only into snap.dir.
@@ -385,12 +420,52 @@ in
             "AF_INET6"
           ];
           # snap.dir comes from tmpfiles above; the database and checkpoint
-          # directories are StateDirectory unless settings move them.
+          # directories are StateDirectory unless settings move them. The
+          # signing key is only read: ProtectSystem=strict leaves it so.
           ReadWritePaths = [
             (rwPath s.snap.dir)
             (rwPath "-${dirOf s.db}")
             (rwPath "-${dirOf s.chain.checkpoint_file}")
           ];
+        };
+      };
+    })
+
+    (mkIf cfg.checkpoints.enable {
+      services.ghostbridge.settings.chain.signing_key = mkDefault checkpointKey;
+      # Only with the module's signing key: a verifier for a pair this
+      # module never made would fail every `chain verify`.
+      services.ghostbridge.settings.chain.verifier_key = mkIf (s.chain.signing_key == checkpointKey) (mkDefault checkpointVerifier);
+    })
+
+    (mkIf keygenEnabled {
+      systemd.services.ghostbridge-keygen = {
+        description = "ghostbridge: create the checkpoint signing key pair once";
+        # snap run refuses to start (exit 2) with chain.signing_key naming
+        # a missing file; diag reads the verifier key.
+        before = [
+          "ghostbridge-snap.service"
+          "ghostbridge-diag.service"
+        ];
+        wantedBy = [ "multi-user.target" ] ++ optional cfg.snapshots.enable "ghostbridge-snap.service";
+        # Once: with both files present there is nothing to do. With one
+        # of them missing keygen refuses to overwrite the other and the
+        # unit fails, naming it: half a pair needs an operator.
+        unitConfig.ConditionPathExists = [
+          "|!${checkpointKey}"
+          "|!${checkpointVerifier}"
+        ];
+        serviceConfig = hardening // {
+          Type = "oneshot";
+          ExecStart = exec "checkpointKeygen";
+          # Written here, at runtime, never in the Nix store.
+          StateDirectory = checkpointKeyDir;
+          StateDirectoryMode = "0700";
+          CapabilityBoundingSet = "";
+          ProtectKernelTunables = true;
+          PrivateDevices = true;
+          PrivateNetwork = true;
+          RestrictAddressFamilies = "none";
         };
       };
     })
@@ -437,6 +512,7 @@ in
           ];
           # The sync cursor and the lock live next to the chain database.
           ReadWritePaths = [ (rwPath "-${dirOf s.db}") ];
+          InaccessiblePaths = hideSigningKey;
         };
       };
     })
@@ -455,6 +531,9 @@ in
         serviceConfig = hardening // {
           Type = "oneshot";
           ExecStart = exec "diag";
+          # A oneshot has no start timeout by default, and a hung run would
+          # stop the timer for good (see diagTimeoutStart).
+          TimeoutStartSec = diagTimeoutStart;
           # The results go to the textfile; the same text on stdout would
           # only fill the journal every interval.
           StandardOutput = "null";
@@ -466,8 +545,13 @@ in
           ];
           # The BTRFS subvolume search behind snapshots.count and
           # snapshots.orphans needs CAP_SYS_ADMIN (reading the device error
-          # counters does not); everything else diag reads is open to root.
-          CapabilityBoundingSet = [ "CAP_SYS_ADMIN" ];
+          # counters does not); CAP_DAC_READ_SEARCH lets them, and
+          # storage.*, open sources and snapshots another user owns with
+          # mode 0700, which root without CAP_DAC_OVERRIDE may not.
+          CapabilityBoundingSet = [
+            "CAP_SYS_ADMIN"
+            "CAP_DAC_READ_SEARCH"
+          ];
           # vector.reachable reads the API key from the diag unit's own
           # copy of the credential; the environment beats the config file.
           LoadCredential = optional (cfg.vectorSync.apiKeyFile != null) "qdrant-api-key:${cfg.vectorSync.apiKeyFile}";
@@ -484,11 +568,13 @@ in
             "AF_INET"
             "AF_INET6"
           ];
-          # SQLite needs the -shm file even to read a WAL database.
-          ReadWritePaths = [
-            (rwPath cfg.diag.textfileDir)
-            (rwPath "-${dirOf s.db}")
-          ];
+          # Only the textfile is written. The chain database stays readable
+          # (ProtectSystem=strict) and is opened read-only, which works on a
+          # live WAL database while its -shm file exists; a -wal left without
+          # its -shm (the loop stopped uncleanly and not restarted) cannot be
+          # read without writing, and chain.verify then reports unknown.
+          ReadWritePaths = [ (rwPath cfg.diag.textfileDir) ];
+          InaccessiblePaths = hideSigningKey;
         };
       };
       systemd.timers.ghostbridge-diag = {

@@ -94,12 +94,27 @@ func TestNixModuleSettingsDefaults(t *testing.T) {
 }
 
 // renderExample writes the example host's settings as the module would
-// (defaults applied, nulls dropped, TOML) and returns the file.
+// (its own defaults for the checkpoint keys and the CLI's for the rest,
+// nulls dropped, TOML) and returns the file.
 func renderExample(t *testing.T) string {
 	t.Helper()
 	settings, err := nixcheck.ReadSettings(filepath.Join(repoRoot, "nix/examples/ghostbridge-host/ghostbridge.json"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The example leaves checkpoints.enable at its default (on with
+	// snapshots), so the module points the chain at the key pair it makes.
+	chainTable, _ := settings["chain"].(map[string]any)
+	if chainTable == nil {
+		chainTable = map[string]any{}
+		settings["chain"] = chainTable
+	}
+	if _, ok := chainTable["signing_key"]; !ok {
+		key := moduleCheckpointKey(t)
+		chainTable["signing_key"] = key
+		if _, ok := chainTable["verifier_key"]; !ok {
+			chainTable["verifier_key"] = key + ".pub"
+		}
 	}
 	rendered, err := nixcheck.Render(nixSpec(t), settings)
 	if err != nil {
@@ -133,6 +148,13 @@ func TestNixModuleExampleConfigValidates(t *testing.T) {
 // evaluations cover every branch (diagSkip empty and not).
 func moduleCommands(t *testing.T, configFile string) map[string][]string {
 	t.Helper()
+	return moduleCommandsWithKey(t, configFile, moduleCheckpointKey(t))
+}
+
+// moduleCommandsWithKey is moduleCommands with the checkpoint signing key
+// at key instead of where module.nix puts it.
+func moduleCommandsWithKey(t *testing.T, configFile, key string) map[string][]string {
+	t.Helper()
 	textfile := filepath.Join(t.TempDir(), "ghostbridge.prom")
 	all := map[string][]string{}
 	for i, skip := range []string{`[ ]`, `[ "vm" "security.sshd" ]`} {
@@ -141,6 +163,7 @@ func moduleCommands(t *testing.T, configFile string) map[string][]string {
 			"--argstr", "configFile", configFile,
 			"--argstr", "textfile", textfile,
 			"--argstr", "netStateDir", moduleNetStateDir(t),
+			"--argstr", "checkpointKey", key,
 			"--arg", "diagSkip", skip)
 		if err != nil {
 			t.Fatal(err)

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ghostbridge/ghostbridge/pkg/diag"
 )
@@ -449,4 +453,38 @@ func TestDiagChecksJSON(t *testing.T) {
 		return
 	}
 	t.Fatalf("%s differs from diag.Catalog and its groups; run go test ./internal/nixcheck -run TestDiagChecksJSON -update\nhave: %s\nwant: %s", diagChecksFile, have, want)
+}
+
+// TestGoDurationNix compares nix/go-duration.nix, which module.nix derives
+// the diag unit's TimeoutStartSec from, with time.ParseDuration.
+func TestGoDurationNix(t *testing.T) {
+	file := filepath.Join(Root(t), "nix/go-duration.nix")
+	cases := []string{"0", "2s", "500ms", "1m30s", "1.5h", "1.h", "01s", "3µs", "7us", "250ns", "1h2m3.25s", "5m", "0.001s", "2m0.5s"}
+	list := make([]string, len(cases))
+	for i, c := range cases {
+		list[i] = strconv.Quote(c)
+	}
+	out, err := Instantiate(t, "--eval", "--strict", "--json", "--expr",
+		fmt.Sprintf("map (import %s) [ %s ]", file, strings.Join(list, " ")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []float64
+	if err := json.Unmarshal(out, &got); err != nil || len(got) != len(cases) {
+		t.Fatalf("go-duration.nix: %v: %s", err, out)
+	}
+	for i, c := range cases {
+		d, err := time.ParseDuration(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := d.Seconds(); math.Abs(got[i]-want) > 1e-9*math.Max(1, want) {
+			t.Errorf("go-duration.nix %q = %v, time.ParseDuration says %v", c, got[i], want)
+		}
+	}
+	for _, bad := range []string{"", "5", "5x", "s", "-1s"} {
+		if _, err := Instantiate(t, "--eval", "--strict", "--expr", fmt.Sprintf("import %s %s", file, strconv.Quote(bad))); err == nil {
+			t.Errorf("go-duration.nix accepted %q", bad)
+		}
+	}
 }
