@@ -42,33 +42,35 @@ func OpenReadOnly(ctx context.Context, path string, opts Options) (*Store, error
 		// would make it a chain, a reader must say what it is.
 		return nil, fmt.Errorf("chain database %s: %w: the file is empty (0 bytes)", abs, ErrNotChain)
 	}
-	s, err := openStore(abs, readOnlyDSN(abs), opts.Logger)
+	uri := readOnlyURI(abs)
+	s, err := openStore(abs, uri+"&_busy_timeout=10000&_query_only=1", opts.Logger)
 	if err != nil {
 		return nil, err
 	}
+	s.readURI = uri
 	if err := s.checkReadable(ctx); err != nil {
 		return nil, errors.Join(err, s.db.Close())
 	}
 	return s, nil
 }
 
-// readOnlyDSN opens path with mode=ro, so SQLite itself refuses every
-// write, and query_only on top. A database without a -wal file is not open
-// in WAL mode anywhere (the last connection to close removes it), so it is
-// read as immutable: a read-only connection to a WAL-mode database would
-// otherwise create -wal and -shm files it cannot remove again. Should a
-// writer start meanwhile, it appends to a new -wal file and leaves the
-// main file alone until its first checkpoint, long after diag has read.
-// With a -wal file present the connection takes part in WAL locking as
-// usual and sees what the writer committed.
-func readOnlyDSN(path string) string {
+// readOnlyURI names path with mode=ro, so SQLite itself refuses every
+// write; the driver's connections add query_only on top. A database
+// without a -wal file is not open in WAL mode anywhere (the last
+// connection to close removes it), so it is read as immutable: a
+// read-only connection to a WAL-mode database would otherwise create -wal
+// and -shm files it cannot remove again. Should a writer start meanwhile,
+// it appends to a new -wal file and leaves the main file alone until its
+// first checkpoint, long after diag has read. With a -wal file present the
+// connection takes part in WAL locking as usual and sees what the writer
+// committed. The store's own connections and verification's read
+// connections use the same URI, so they agree on what they see.
+func readOnlyURI(path string) string {
 	q := url.Values{}
 	q.Add("mode", "ro")
 	if _, err := os.Lstat(path + "-wal"); errors.Is(err, fs.ErrNotExist) {
 		q.Add("immutable", "1")
 	}
-	q.Add("_busy_timeout", "10000")
-	q.Add("_query_only", "1")
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 

@@ -157,6 +157,10 @@ func TestOpenReadOnlyReads(t *testing.T) {
 func readAll(t *testing.T, path string, height uint64) {
 	t.Helper()
 	before := stateOf(t, path)
+	// A file created and removed again (a -wal or -shm of a connection
+	// opened read-write) leaves the same files but touches the directory,
+	// and fails in a read-only one.
+	dirBefore := dirMTime(t, filepath.Dir(path))
 	r, err := OpenReadOnly(t.Context(), path, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -176,4 +180,16 @@ func readAll(t *testing.T, path string, height uint64) {
 		t.Fatal(err)
 	}
 	before.same(t, stateOf(t, path))
+	if after := dirMTime(t, filepath.Dir(path)); after != dirBefore {
+		t.Errorf("the database's directory was modified (mtime %v, was %v): a file was created or removed", after, dirBefore)
+	}
+}
+
+func dirMTime(t *testing.T, dir string) time.Time {
+	t.Helper()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.ModTime()
 }

@@ -32,25 +32,32 @@ type readConn struct {
 // readBusyTimeout matches the driver connections' _busy_timeout.
 const readBusyTimeout = 10000 // milliseconds
 
-func openReadConn(path string) (_ *readConn, err error) {
+// openReadConn opens path for reading. With uri empty it opens the file
+// read-write, as the driver's connections do: SQLite may need to create
+// the -shm file of a WAL database nobody has open, and query_only keeps
+// the connection from writing anything else. A read-only store passes its
+// URI (mode=ro, see readOnlyURI), opened read-only: then nothing is
+// created, not even for a moment, and a read-only directory is fine.
+func openReadConn(path, uri string) (_ *readConn, err error) {
 	c := &readConn{path: path, tls: libc.NewTLS()}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.Close())
 		}
 	}()
-	name, err := libc.CString("file:" + (&url.URL{Path: path}).EscapedPath())
+	flags := int32(sqlitelib.SQLITE_OPEN_READONLY)
+	if uri == "" {
+		uri = "file:" + (&url.URL{Path: path}).EscapedPath()
+		flags = sqlitelib.SQLITE_OPEN_READWRITE
+	}
+	name, err := libc.CString(uri)
 	if err != nil {
 		return nil, fmt.Errorf("chain database %s: %w", path, err)
 	}
 	defer libc.Xfree(c.tls, name)
 	out := c.tls.Alloc(ptrSize)
 	defer c.tls.Free(ptrSize)
-	// READWRITE, as the driver's connections: SQLite may need to create
-	// the -shm file of a WAL database nobody has open; query_only keeps
-	// the connection from writing anything else.
-	rc := sqlitelib.Xsqlite3_open_v2(c.tls, name, out,
-		sqlitelib.SQLITE_OPEN_READWRITE|sqlitelib.SQLITE_OPEN_NOMUTEX|sqlitelib.SQLITE_OPEN_URI, 0)
+	rc := sqlitelib.Xsqlite3_open_v2(c.tls, name, out, flags|sqlitelib.SQLITE_OPEN_NOMUTEX|sqlitelib.SQLITE_OPEN_URI, 0)
 	c.db = readPointer(out)
 	if rc != sqlitelib.SQLITE_OK {
 		return nil, c.errorf(rc, "open")
@@ -59,6 +66,11 @@ func openReadConn(path string) (_ *readConn, err error) {
 		return nil, c.errorf(rc, "busy timeout")
 	}
 	if err := c.exec("PRAGMA query_only = 1"); err != nil {
+		return nil, err
+	}
+	// A scan reads each page once: a small page cache stays in the CPU's
+	// caches, where SQLite's default of 2 MB per connection does not.
+	if err := c.exec("PRAGMA cache_size = 64"); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -56,6 +56,10 @@ type Store struct {
 	// costs more CPU than running these statements.
 	head, insertBlock, insertLive, deleteLive, live *sql.Stmt
 	readTree, insertTree                            *sql.Stmt
+	// readURI, set by OpenReadOnly, is the SQLite URI (mode=ro, and
+	// immutable when no writer has the database open) that verification's
+	// own connections open read-only; empty for a writer's store.
+	readURI string
 	// noTree makes Append skip the Merkle tree. Only benchmarks set it, to
 	// measure what the tree adds to an append; a store written this way
 	// does not verify.

@@ -309,6 +309,13 @@ func TestTamperSuiteAcrossSegments(t *testing.T) {
 		{"node deleted inside a whole subtree", func(t *testing.T, s *Store) {
 			sqlite3(t, s.Path(), fmt.Sprintf(`DELETE FROM tree WHERE id = %d`, tlog.StoredHashIndex(2, 9)))
 		}, want{39, ReasonTreeMismatch}},
+		// The fast path compares the stored hashes by position in the
+		// subtree's range of indexes, not by id: rows moved to other
+		// indexes must still show.
+		{"hashes moved one index down inside a whole subtree", func(t *testing.T, s *Store) {
+			at, root := tlog.StoredHashIndex(0, 12), tlog.StoredHashIndex(3, 1)
+			sqlite3(t, s.Path(), fmt.Sprintf(`DELETE FROM tree WHERE id = %d; UPDATE tree SET id = id - 1 WHERE id > %d AND id <= %d`, at, at, root))
+		}, want{12, ReasonTreeMismatch}},
 		{"subtree root altered", func(t *testing.T, s *Store) {
 			sqlite3(t, s.Path(), fmt.Sprintf(`UPDATE tree SET hash = zeroblob(32) WHERE id = %d`, tlog.StoredHashIndex(3, 2)))
 		}, want{23, ReasonTreeMismatch}},

@@ -247,7 +247,7 @@ func TestReasonHeightless(t *testing.T) {
 func TestReadConn(t *testing.T) {
 	s := newStore(t)
 	fill(t, s, 3)
-	c, err := openReadConn(s.Path())
+	c, err := openReadConn(s.Path(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestReadConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(t.TempDir(), "missing.db")
-	if c, err := openReadConn(missing); err == nil {
+	if c, err := openReadConn(missing, ""); err == nil {
 		c.Close()
 		t.Fatal("opened a missing database")
 	} else if !strings.Contains(err.Error(), missing) {
