@@ -8,10 +8,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/ghostbridge/ghostbridge/pkg/chain"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/regfile"
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
-
-	"github.com/ghostbridge/ghostbridge/pkg/chain"
 )
 
 // KeygenResult is the JSON contract of `chain keygen`. It carries the
@@ -176,14 +176,18 @@ func (a *App) loadTrust() (*chain.Trust, string, error) {
 			Origin: originOf(a.conf.Origins, "chain.verifier_key"), Want: "an existing verifier-key file: no such file"}}}
 	}
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("chain.verifier_key: %w", err)
 	}
-	data, err := os.ReadFile(cc.CheckpointFile)
-	if errors.Is(err, fs.ErrNotExist) {
+	data, err := regfile.Read(cc.CheckpointFile, 0)
+	var nr *regfile.NotRegularError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Sprintf("checkpoint file %s does not exist", cc.CheckpointFile), nil
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("checkpoint file: %w", err)
+	case errors.As(err, &nr):
+		return nil, "", &ConfigError{Problems: []Problem{{Key: "chain.checkpoint_file", Value: showValue(cc.CheckpointFile),
+			Origin: originOf(a.conf.Origins, "chain.checkpoint_file"), Want: "a file holding the signed checkpoint: " + nr.Error()}}}
+	case err != nil:
+		return nil, "", fmt.Errorf("chain.checkpoint_file: %w", err)
 	}
 	return &chain.Trust{Checkpoint: data, Verifier: v, Origin: cc.Origin}, "", nil
 }

@@ -275,6 +275,21 @@ func showValue(v any) string {
 	return s
 }
 
+// notAPath stands in for the value of a key that names a secret's file
+// when the value is no absolute path: it may be the secret itself.
+const notAPath = "(not a path, not shown)"
+
+// showSecretPath renders the value of a key that names the file holding a
+// secret (vector.api_key_file). An API key has no shape to recognise it
+// by, so anything but "" or an absolute path is taken for one pasted in
+// place of its path, and not shown.
+func showSecretPath(v any) string {
+	if s, ok := v.(string); ok && (s == "" || filepath.IsAbs(s)) {
+		return showValue(s)
+	}
+	return notAPath
+}
+
 // Validate checks every value of c and returns a *ConfigError listing all
 // problems, or nil. It touches nothing outside c.
 func (c Config) Validate() error {

@@ -56,7 +56,11 @@ var collectionName = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9_.-]{1,%d}$`, ve
 func decodeVector(get func(string) any, dst *VectorConfig) []Problem {
 	var ps []Problem
 	bad := func(key string, v any) {
-		ps = append(ps, Problem{Key: key, Value: showValue(v), Want: wantFor(key)})
+		val := showValue(v)
+		if key == "vector.api_key_file" {
+			val = showSecretPath(v)
+		}
+		ps = append(ps, Problem{Key: key, Value: val, Want: wantFor(key)})
 	}
 	str := func(key string, d *string) {
 		switch v := get(key).(type) {
@@ -134,7 +138,8 @@ func (c Config) validateVector() []Problem {
 			Want: `"" while vector.tls is false (a CA bundle is only used over TLS: set vector.tls = true)`})
 	}
 	if f := v.APIKeyFile; f != "" && (!filepath.IsAbs(f) || strings.HasSuffix(f, "/")) {
-		bad("vector.api_key_file", f)
+		// An operator may have pasted the key itself here.
+		ps = append(ps, Problem{Key: "vector.api_key_file", Value: showSecretPath(f), Want: wantFor("vector.api_key_file")})
 	}
 	if !collectionName.MatchString(v.Collection) {
 		bad("vector.collection", v.Collection)

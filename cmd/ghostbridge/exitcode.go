@@ -40,24 +40,35 @@ const exitCodesHelp = `Exit codes:
        "snap run" already holds the database lock; "net try" rolled
        back because "net confirm" did not come in time or it was
        interrupted; "net up"/"net try" refused while a "net try" is
-       unconfirmed; "net confirm" with no try pending; "net down"
-       refused because a bridge still has ports ghostbridge did not
-       create; "vm stop" of a guest that is paused, crashed or
-       suspended, which cannot act on a shutdown; "vm list" that could
-       not read every guest: it lists the others, and the guests it
-       could not read with their error)
+       unconfirmed; "net up" refused a configuration whose try was
+       rolled back unconfirmed (use "net try" or "net up --force");
+       "net confirm" with no try pending; "net down" refused because a
+       bridge still has ports ghostbridge did not create; a block
+       Qdrant rejects for good ("vector sync" without --skip-poison);
+       a wrong Qdrant API key; "vm stop" of a guest that is paused,
+       crashed or suspended, which cannot act on a shutdown; "vm list"
+       that could not read every guest: it lists the others, and the
+       guests it could not read with their error)
   2    usage or configuration error (unknown flag or command, bad argument
        such as a height not in the chain, invalid config key or value,
-       missing config file named by --config, database missing, not
-       writable for "snap run" or "snap prune", or in an unusable
-       directory, source that is not a subvolume, key file missing, not
-       a key or readable by others, key file that "chain keygen" would
-       overwrite, "chain prove" before any checkpoint was signed, a
-       Qdrant collection whose vector size or distance differs from the
-       config, a [net] desired state naming a missing NIC, overlapping
-       addresses, uplink addresses the bridge does not declare or a
-       flow Open vSwitch rejects, a vm spec refused or a
-       vm that does not exist or that ghostbridge did not create)
+       missing config file named by --config, database missing, not a
+       chain, not writable for "snap run" or "snap prune", or in an
+       unusable directory, source that is not a subvolume, snapshot
+       directory on another filesystem or bound to another chain, key
+       file missing, not a key or readable by others, key file that
+       "chain keygen" would overwrite, "chain prove" before any
+       checkpoint was signed, chain.checkpoint_file inside the
+       database's directory, an API key file or CA bundle that is
+       unreadable, empty or not a regular file, a Qdrant collection
+       whose vector size or distance differs from the config, an
+       invalid [net], [vector] or [vm] value, a [net] desired state
+       naming a missing NIC,
+       overlapping addresses, uplink addresses the bridge does not
+       declare or a flow Open vSwitch rejects, a vm spec refused (size
+       such as "lots", vCPUs 0, malformed PCI address, unknown bridge,
+       name in use, PCI device missing or IOMMU off, more than the host
+       has), a vm that does not exist or that ghostbridge did not
+       create)
   3    a check failed (chain verify found a mismatch; a checkpoint or
        proof bundle did not verify; "chain checkpoint" found the
        checkpoint file not extended by the chain — "snap run" logs that

@@ -9,11 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ghostbridge/ghostbridge/pkg/chain"
+	"github.com/ghostbridge/ghostbridge/pkg/sys/regfile"
+	"github.com/ghostbridge/ghostbridge/pkg/vector"
 	"github.com/qdrant/go-client/qdrant"
 	"github.com/spf13/cobra"
-
-	"github.com/ghostbridge/ghostbridge/pkg/chain"
-	"github.com/ghostbridge/ghostbridge/pkg/vector"
 )
 
 func newVectorCmd(a *App) *cobra.Command {
@@ -98,7 +98,7 @@ func (a *App) qdrantAPIKey() (string, error) {
 	}
 	problem := func(want string) error {
 		return &ConfigError{Problems: []Problem{{
-			Key: "vector.api_key_file", Value: showValue(path),
+			Key: "vector.api_key_file", Value: showSecretPath(path),
 			Origin: originOf(a.conf.Origins, "vector.api_key_file"), Want: want,
 		}}}
 	}
@@ -107,7 +107,7 @@ func (a *App) qdrantAPIKey() (string, error) {
 		// Like signing keys: a secret others can read is refused.
 		return "", problem(fmt.Sprintf("a file only its owner can read (mode %04o; chmod 600 it)", fi.Mode().Perm()))
 	}
-	b, err := os.ReadFile(path)
+	b, err := regfile.Read(path, 0)
 	if err != nil {
 		return "", problem(fmt.Sprintf("a readable file holding the Qdrant API key: %v", pathErrno(err)))
 	}
@@ -141,7 +141,7 @@ func (a *App) qdrantRootCAs() (*x509.CertPool, error) {
 		// over plaintext.
 		return nil, problem(`"" while vector.tls is false`)
 	}
-	b, err := os.ReadFile(path)
+	b, err := regfile.Read(path, 0)
 	if err != nil {
 		return nil, problem(fmt.Sprintf("a readable PEM file of CA certificates: %v", pathErrno(err)))
 	}

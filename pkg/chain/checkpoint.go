@@ -17,6 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/ghostbridge/ghostbridge/pkg/sys/regfile"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -300,7 +301,7 @@ func (s *Store) extendFile(ctx context.Context, opts SignOptions, origin string)
 	if opts.File == "" {
 		return th, false, nil
 	}
-	msg, err := os.ReadFile(opts.File)
+	msg, err := regfile.Read(opts.File, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return th, false, nil
 	}

@@ -16,6 +16,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/ghostbridge/ghostbridge/pkg/sys/regfile"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -215,18 +216,15 @@ func readKeyFile(path string, private bool) ([]byte, error) {
 	if private {
 		what = "signing key"
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	f, st, err := regfile.Open(path)
+	var nr *regfile.NotRegularError
+	if errors.As(err, &nr) {
+		return nil, fmt.Errorf("%s %s: %w: not a regular file (%s)", what, path, ErrBadKey, nr.Type)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", what, path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s %s: %w: not a regular file (%s)", what, path, ErrBadKey, st.Mode().Type())
-	}
 	if perm := st.Mode().Perm(); private && perm&^0o600 != 0 {
 		return nil, fmt.Errorf("signing key %s: %w: mode is %04o; run: chmod 600 %s", path, ErrKeyPermissions, perm, path)
 	}
