@@ -12,44 +12,6 @@ import (
 	"github.com/ghostbridge/ghostbridge/internal/testenv"
 )
 
-// fileState is what a read-only open must leave as it was: the bytes of
-// the database and of its -wal file, and which of -wal, -shm and -journal
-// exist.
-type fileState struct {
-	db, wal []byte
-	exist   map[string]bool
-}
-
-func stateOf(t *testing.T, path string) fileState {
-	t.Helper()
-	s := fileState{exist: map[string]bool{}}
-	var err error
-	if s.db, err = os.ReadFile(path); err != nil {
-		t.Fatal(err)
-	}
-	s.wal, _ = os.ReadFile(path + "-wal")
-	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
-		_, err := os.Stat(path + suffix)
-		s.exist[suffix] = err == nil
-	}
-	return s
-}
-
-func (s fileState) same(t *testing.T, after fileState) {
-	t.Helper()
-	if !bytes.Equal(s.db, after.db) {
-		t.Errorf("database changed: %d bytes before, %d after", len(s.db), len(after.db))
-	}
-	if !bytes.Equal(s.wal, after.wal) {
-		t.Errorf("-wal changed: %d bytes before, %d after", len(s.wal), len(after.wal))
-	}
-	for suffix, was := range s.exist {
-		if after.exist[suffix] != was {
-			t.Errorf("%s existed before: %v, after: %v", suffix, was, after.exist[suffix])
-		}
-	}
-}
-
 // TestOpenReadOnlyRefuses: what a writer would create, migrate or adopt, a
 // read-only open refuses with an error that says what the file is, and
 // leaves the file exactly as it was.
@@ -100,9 +62,9 @@ func TestOpenReadOnlyRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var before fileState
+			var before testenv.SQLiteFiles
 			if tt.err != ErrNoDatabase {
-				before = stateOf(t, tt.path)
+				before = testenv.SQLiteFilesOf(t, tt.path)
 			}
 			s, err := OpenReadOnly(t.Context(), tt.path, Options{})
 			if err == nil {
@@ -118,7 +80,7 @@ func TestOpenReadOnlyRefuses(t *testing.T) {
 				}
 				return
 			}
-			before.same(t, stateOf(t, tt.path))
+			before.Unchanged(t)
 		})
 	}
 }
@@ -156,11 +118,7 @@ func TestOpenReadOnlyReads(t *testing.T) {
 
 func readAll(t *testing.T, path string, height uint64) {
 	t.Helper()
-	before := stateOf(t, path)
-	// A file created and removed again (a -wal or -shm of a connection
-	// opened read-write) leaves the same files but touches the directory,
-	// and fails in a read-only one.
-	dirBefore := dirMTime(t, filepath.Dir(path))
+	before := testenv.SQLiteFilesOf(t, path)
 	r, err := OpenReadOnly(t.Context(), path, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -179,17 +137,5 @@ func readAll(t *testing.T, path string, height uint64) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	before.same(t, stateOf(t, path))
-	if after := dirMTime(t, filepath.Dir(path)); after != dirBefore {
-		t.Errorf("the database's directory was modified (mtime %v, was %v): a file was created or removed", after, dirBefore)
-	}
-}
-
-func dirMTime(t *testing.T, dir string) time.Time {
-	t.Helper()
-	fi, err := os.Stat(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.ModTime()
+	before.Unchanged(t)
 }

@@ -1,7 +1,6 @@
 package diag
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,44 +10,6 @@ import (
 	"github.com/ghostbridge/ghostbridge/internal/testenv"
 	"github.com/ghostbridge/ghostbridge/pkg/chain"
 )
-
-// dbFiles is what diag must leave as it found: the bytes of the database
-// and its -wal file, and which of -wal, -shm and -journal exist.
-type dbFiles struct {
-	db, wal []byte
-	exist   map[string]bool
-}
-
-func filesOf(t *testing.T, path string) dbFiles {
-	t.Helper()
-	f := dbFiles{exist: map[string]bool{}}
-	var err error
-	if f.db, err = os.ReadFile(path); err != nil {
-		t.Fatal(err)
-	}
-	f.wal, _ = os.ReadFile(path + "-wal")
-	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
-		_, err := os.Stat(path + suffix)
-		f.exist[suffix] = err == nil
-	}
-	return f
-}
-
-func (f dbFiles) unchanged(t *testing.T, path string) {
-	t.Helper()
-	after := filesOf(t, path)
-	if !bytes.Equal(f.db, after.db) {
-		t.Errorf("diag changed %s: %d bytes before, %d after", path, len(f.db), len(after.db))
-	}
-	if !bytes.Equal(f.wal, after.wal) {
-		t.Errorf("diag changed %s-wal: %d bytes before, %d after", path, len(f.wal), len(after.wal))
-	}
-	for suffix, was := range f.exist {
-		if after.exist[suffix] != was {
-			t.Errorf("%s%s existed before diag: %v, after: %v", path, suffix, was, after.exist[suffix])
-		}
-	}
-}
 
 // TestDiagIsReadOnly: every check that reads the chain database (the
 // chain and snapshots groups, vector.lag) leaves an empty file, a
@@ -108,7 +69,7 @@ func TestDiagIsReadOnly(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := filesOf(t, tt.db)
+			before := testenv.SQLiteFilesOf(t, tt.db)
 			in := ChainInputs{DB: tt.db, Now: func() time.Time { return h.last(t).Add(time.Second) }}
 			checks := append(SnapshotChecks(in, h.cfg, nil), ChainChecks(in)...)
 			lag, err := Select(VectorChecks(VectorInputs{DB: tt.db, Collection: "blocks", LagMax: 60}), []string{"vector.lag"}, nil)
@@ -120,7 +81,7 @@ func TestDiagIsReadOnly(t *testing.T) {
 				status, detail, _ := strings.Cut(want, ": ")
 				ExpectCheck(t, r, name, Status(status), "", detail)
 			}
-			before.unchanged(t, tt.db)
+			before.Unchanged(t)
 		})
 	}
 }
