@@ -194,33 +194,48 @@ func startWithKVMNode(dir string, cmd *exec.Cmd) error {
 		return err
 	}
 	node := filepath.Join(devDir, "kvm")
+	return onSpareThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			return fmt.Errorf("unshare mount namespace: %w", err)
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("make mounts private: %w", err)
+		}
+		if err := unix.Mount("gbkvm", devDir, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=64k"); err != nil {
+			return fmt.Errorf("mount tmpfs on %s: %w", devDir, err)
+		}
+		if err := unix.Mknod(node, unix.S_IFCHR|0o660, int(st.Rdev)); err != nil {
+			return fmt.Errorf("mknod %s: %w", node, err)
+		}
+		if err := errors.Join(os.Chown(node, 0, gid), os.Chmod(node, 0o660)); err != nil {
+			return err
+		}
+		if err := unix.Mount(node, "/dev/kvm", "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s over /dev/kvm: %w", node, err)
+		}
+		return cmd.Run()
+	})
+}
+
+// onSpareThread runs f on an OS thread of its own that ends with it, so f
+// may change the thread's namespaces for good. Never the main thread:
+// /proc/self follows it, and a main thread left in another mount
+// namespace would hide every later mount from /proc/self/mountinfo (and
+// put mounts made on it out of everyone's sight).
+func onSpareThread(f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread's mount namespace is changed for good, so the
-		// goroutine never unlocks it: the runtime then ends the thread
-		// with the goroutine instead of reusing it.
 		runtime.LockOSThread()
-		errc <- func() error {
-			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-				return fmt.Errorf("unshare mount namespace: %w", err)
-			}
-			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-				return fmt.Errorf("make mounts private: %w", err)
-			}
-			if err := unix.Mount("gbkvm", devDir, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0755,size=64k"); err != nil {
-				return fmt.Errorf("mount tmpfs on %s: %w", devDir, err)
-			}
-			if err := unix.Mknod(node, unix.S_IFCHR|0o660, int(st.Rdev)); err != nil {
-				return fmt.Errorf("mknod %s: %w", node, err)
-			}
-			if err := errors.Join(os.Chown(node, 0, gid), os.Chmod(node, 0o660)); err != nil {
-				return err
-			}
-			if err := unix.Mount(node, "/dev/kvm", "", unix.MS_BIND, ""); err != nil {
-				return fmt.Errorf("bind %s over /dev/kvm: %w", node, err)
-			}
-			return cmd.Run()
-		}()
+		if unix.Gettid() == unix.Getpid() {
+			// Holding the main thread locked while waiting keeps the
+			// goroutine below off it.
+			errc <- onSpareThread(f)
+			runtime.UnlockOSThread()
+			return
+		}
+		// Never unlocked: the runtime ends the thread with the goroutine
+		// instead of reusing it.
+		errc <- f()
 	}()
 	return <-errc
 }
