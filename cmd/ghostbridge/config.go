@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -177,48 +178,9 @@ func (a *App) loadConfig(cmd *cobra.Command, src configSource, layered bool) (lo
 			}
 		}
 	}
-	def := defaultConfig()
-	v.SetDefault("db", def.DB)
-	v.SetDefault("log.level", def.Log.Level)
-	v.SetDefault("log.format", def.Log.Format)
-	v.SetDefault("snap.sources", def.Snap.Sources)
-	v.SetDefault("snap.dir", def.Snap.Dir)
-	v.SetDefault("snap.interval", def.Snap.Interval.String())
-	v.SetDefault("snap.keep", def.Snap.Keep.String())
-	v.SetDefault("snap.tiers", []any{})
-	v.SetDefault("snap.metrics_listen", def.Snap.MetricsListen)
-	v.SetDefault("chain.signing_key", def.Chain.SigningKey)
-	v.SetDefault("chain.verifier_key", def.Chain.VerifierKey)
-	v.SetDefault("chain.checkpoint_file", def.Chain.CheckpointFile)
-	v.SetDefault("chain.origin", def.Chain.Origin)
-	v.SetDefault("chain.checkpoint_every", def.Chain.CheckpointEvery)
-	v.SetDefault("chain.checkpoint_interval", def.Chain.CheckpointInterval.String())
-	v.SetDefault("vector.host", def.Vector.Host)
-	v.SetDefault("vector.port", def.Vector.Port)
-	v.SetDefault("vector.tls", def.Vector.TLS)
-	v.SetDefault("vector.tls_ca_file", def.Vector.TLSCAFile)
-	v.SetDefault("vector.api_key_file", def.Vector.APIKeyFile)
-	v.SetDefault("vector.collection", def.Vector.Collection)
-	v.SetDefault("vector.dimension", def.Vector.Dimension)
-	v.SetDefault("vector.distance", def.Vector.Distance)
-	v.SetDefault("vector.batch", def.Vector.Batch)
-	v.SetDefault("vector.interval", def.Vector.Interval.String())
-	v.SetDefault("vector.metrics_listen", def.Vector.MetricsListen)
-	v.SetDefault("net.ovsdb_socket", def.Net.OVSDBSocket)
-	v.SetDefault("net.datapath_type", def.Net.DatapathType)
-	v.SetDefault("net.offloads", def.Net.Offloads)
-	v.SetDefault("vm.uri", def.VM.URI)
-	v.SetDefault("vm.pool", def.VM.Pool)
-	v.SetDefault("vm.domain_type", def.VM.DomainType)
-	v.SetDefault("vm.novnc_url", def.VM.NoVNCURL)
-	v.SetDefault("diag.timeout", def.Diag.Timeout.String())
-	v.SetDefault("diag.free_min_percent", def.Diag.FreeMinPercent)
-	v.SetDefault("diag.mounts", []any{})
-	v.SetDefault("diag.services", def.Diag.Services)
-	v.SetDefault("diag.dbus_names", def.Diag.DBusNames)
-	v.SetDefault("diag.dbus_address", def.Diag.DBusAddress)
-	v.SetDefault("diag.sync_lag_max", def.Diag.SyncLagMax)
-	v.SetDefault("diag.sshd", def.Diag.SSHD)
+	if err := setDefaults(v); err != nil {
+		return lc, err
+	}
 	for _, k := range configKeys {
 		if _, ok := lc.Origins[k.Key]; !ok {
 			lc.Origins[k.Key] = "default"
@@ -364,4 +326,30 @@ func dedupe(ps []Problem) []Problem {
 		}
 	}
 	return out
+}
+
+// setDefaults gives viper the default of every config key, read from the
+// JSON form of defaultConfig (the form `config show --format json`
+// prints), so a key's default is written once, in defaultConfig. Keys
+// whose default is null (unset) get none.
+func setDefaults(v *viper.Viper) error {
+	b, err := json.Marshal(defaultConfig())
+	if err != nil {
+		return fmt.Errorf("defaults: %w", err)
+	}
+	var tree map[string]any
+	if err := json.Unmarshal(b, &tree); err != nil {
+		return fmt.Errorf("defaults: %w", err)
+	}
+	for _, k := range configKeys {
+		var val any = tree
+		for part := range strings.SplitSeq(k.Key, ".") {
+			m, _ := val.(map[string]any)
+			val = m[part]
+		}
+		if val != nil {
+			v.SetDefault(k.Key, val)
+		}
+	}
+	return nil
 }
