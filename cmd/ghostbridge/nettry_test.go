@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -182,6 +183,11 @@ func TestNetTryProcessStopped(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// The stop lands when the process's threads next run: wait for it, so
+	// the watchdog below meets a stopped try, not a busy one.
+	for !processStopped(t, cmd.Process.Pid) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	// Stopped, the try cannot see its deadline move into the past; the
 	// spawned watchdog guards the old deadline and leaves, and a
 	// watchdog run here guards the new one.
@@ -359,4 +365,16 @@ func waitExit(t *testing.T, pid int) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// processStopped reports whether /proc shows pid stopped (state T).
+func processStopped(t *testing.T, pid int) bool {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(fields) > 0 && fields[0] == "T"
 }

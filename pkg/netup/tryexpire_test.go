@@ -145,9 +145,7 @@ func TestWatchdogKillsStoppedTry(t *testing.T) {
 	dir := t.TempDir()
 	before := h.full(t)
 	cmd := h.startTry(t, dir, time.Hour)
-	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	stopProcess(t, cmd.Process.Pid)
 	// The stopped process cannot see its deadline move: put it in the
 	// past, beyond the grace a stopped try gets.
 	editTryState(t, dir, func(m map[string]any) { m["deadline"] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano) })

@@ -121,6 +121,19 @@ func TestTryRebootRestoresConvergedHost(t *testing.T) {
 }
 
 // procState is the state letter of process pid (T: stopped).
+// stopProcess stops pid with SIGSTOP and waits until the kernel shows it
+// stopped: the signal is delivered when its threads next run, which on a
+// busy machine can be after the test's next step.
+func stopProcess(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for procState(t, pid) != "T" {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func procState(t *testing.T, pid int) string {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -142,9 +155,7 @@ func TestOverdueTryOfAnotherBootIsNotKilled(t *testing.T) {
 	dir := t.TempDir()
 	before := h.full(t)
 	cmd := h.startTry(t, dir, time.Hour)
-	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	stopProcess(t, cmd.Process.Pid)
 	var bootID string
 	editTryState(t, dir, func(m map[string]any) {
 		bootID, _ = m["boot_id"].(string)
