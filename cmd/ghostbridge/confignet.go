@@ -191,31 +191,13 @@ func decodeNetBridge(key string, item any) (NetBridgeConfig, []Problem) {
 			}
 			b.Guard, guardSet = g, true
 		case "routes":
-			items, ok := v.([]any)
-			if !ok {
-				bad(k, v, "a list of {to = CIDR, via = ADDRESS}")
-				continue
-			}
-			for i, it := range items {
-				r, ok, rps := decodeNetRoute(fmt.Sprintf("%s.routes[%d]", key, i), it)
-				ps = append(ps, rps...)
-				if ok {
-					b.Routes = append(b.Routes, r)
-				}
-			}
+			var lps []Problem
+			b.Routes, lps = decodeNetList(key+".routes", v, "a list of {to = CIDR, via = ADDRESS}", decodeNetRoute)
+			ps = append(ps, lps...)
 		case "ports":
-			items, ok := v.([]any)
-			if !ok {
-				bad(k, v, "a list of {name = NAME, tag = VLAN}")
-				continue
-			}
-			for i, it := range items {
-				p, ok, pps := decodeNetPort(fmt.Sprintf("%s.ports[%d]", key, i), it)
-				ps = append(ps, pps...)
-				if ok {
-					b.Ports = append(b.Ports, p)
-				}
-			}
+			var lps []Problem
+			b.Ports, lps = decodeNetList(key+".ports", v, "a list of {name = NAME, tag = VLAN}", decodeNetPort)
+			ps = append(ps, lps...)
 		default:
 			ps = append(ps, Problem{Key: key + "." + k, Want: "unknown key; a bridge allows name, uplink, addresses, gateway, routes, fail_mode, ports, guard, allow_macs, flows"})
 		}
@@ -226,6 +208,26 @@ func decodeNetBridge(key string, item any) (NetBridgeConfig, []Problem) {
 	b.Addresses, b.Routes, b.Ports = nonNil(b.Addresses), nonNil(b.Routes), nonNil(b.Ports)
 	b.AllowMACs, b.Flows = nonNil(b.AllowMACs), nonNil(b.Flows)
 	return b, ps
+}
+
+// decodeNetList decodes the list of tables at key (a bridge's routes or
+// ports) item by item with one, keeping the items that decode; a value
+// that is not a list is one problem wanting want.
+func decodeNetList[T any](key string, v any, want string, one func(key string, item any) (T, bool, []Problem)) ([]T, []Problem) {
+	items, ok := v.([]any)
+	if !ok {
+		return nil, []Problem{{Key: key, Value: showValue(v), Want: want}}
+	}
+	var out []T
+	var ps []Problem
+	for i, it := range items {
+		x, ok, ips := one(fmt.Sprintf("%s[%d]", key, i), it)
+		ps = append(ps, ips...)
+		if ok {
+			out = append(out, x)
+		}
+	}
+	return out, ps
 }
 
 // decodeNetRoute reads one entry of a bridge's routes; ok means it has a

@@ -36,9 +36,7 @@ func TestNetConfigInvalid(t *testing.T) {
 // TestNetCommandsOnHost runs plan, up, status and down against a real
 // Open vSwitch in a scratch network namespace.
 func TestNetCommandsOnHost(t *testing.T) {
-	h := testenv.OVS(t)
-	cfgFile := filepath.Join(t.TempDir(), "config.toml")
-	writeHostConfig(t, cfgFile, h, "uplink0")
+	h, cfgFile := configuredHost(t)
 	env := cliEnv{"GHOSTBRIDGE_NET_OVSDB_SOCKET": h.DB}
 	run := func(args ...string) result {
 		t.Helper()
@@ -105,6 +103,16 @@ func TestNetCommandsOnHost(t *testing.T) {
 	}
 }
 
+// configuredHost starts a userspace Open vSwitch host and writes a config
+// file for it whose uplink is its uplink0.
+func configuredHost(t *testing.T) (*testenv.OVSHost, string) {
+	t.Helper()
+	h := testenv.OVS(t)
+	cfgFile := filepath.Join(t.TempDir(), "config.toml")
+	writeHostConfig(t, cfgFile, h, "uplink0")
+	return h, cfgFile
+}
+
 func writeHostConfig(t *testing.T, path string, h *testenv.OVSHost, uplink string) {
 	t.Helper()
 	cfg := fmt.Sprintf(`[net]
@@ -135,9 +143,7 @@ ports = [{ name = "vm0", tag = 10 }]
 // confirm from another command it keeps the new state; while it waits,
 // net up refuses and net status shows it.
 func TestNetTryOnHost(t *testing.T) {
-	h := testenv.OVS(t)
-	cfgFile := filepath.Join(t.TempDir(), "config.toml")
-	writeHostConfig(t, cfgFile, h, "uplink0")
+	h, cfgFile := configuredHost(t)
 	stateDir := t.TempDir()
 	env := cliEnv{"GHOSTBRIDGE_NET_OVSDB_SOCKET": h.DB}
 	runWith := func(o cliOptions, args ...string) result {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -94,9 +93,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // session dropping) and can still be confirmed; killed with SIGKILL, its
 // detached watchdog rolls the host back at the deadline.
 func TestNetTryProcessHangupAndKill(t *testing.T) {
-	h := testenv.OVS(t)
-	cfgFile := filepath.Join(t.TempDir(), "config.toml")
-	writeHostConfig(t, cfgFile, h, "uplink0")
+	h, cfgFile := configuredHost(t)
 	stateDir := filepath.Join(t.TempDir(), "net")
 	before := hostState(t, h)
 
@@ -169,9 +166,7 @@ routes = [{ to = "2001:db8::/32", via = "203.0.113.1" }]`, "the gateway is IPv4,
 // roll back by itself; the watchdog kills it after the deadline and
 // rolls the host back.
 func TestNetTryProcessStopped(t *testing.T) {
-	h := testenv.OVS(t)
-	cfgFile := filepath.Join(t.TempDir(), "config.toml")
-	writeHostConfig(t, cfgFile, h, "uplink0")
+	h, cfgFile := configuredHost(t)
 	stateDir := filepath.Join(t.TempDir(), "net")
 	before := hostState(t, h)
 
@@ -185,7 +180,7 @@ func TestNetTryProcessStopped(t *testing.T) {
 	}
 	// The stop lands when the process's threads next run: wait for it, so
 	// the watchdog below meets a stopped try, not a busy one.
-	for !processStopped(t, cmd.Process.Pid) {
+	for testenv.ProcState(t, cmd.Process.Pid) != "T" {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// Stopped, the try cannot see its deadline move into the past; the
@@ -232,9 +227,7 @@ func TestNetTryProcessStopped(t *testing.T) {
 // without applying the unconfirmed configuration; net status shows the
 // expired try before.
 func TestNetUpRollsBackExpiredTry(t *testing.T) {
-	h := testenv.OVS(t)
-	cfgFile := filepath.Join(t.TempDir(), "config.toml")
-	writeHostConfig(t, cfgFile, h, "uplink0")
+	h, cfgFile := configuredHost(t)
 	stateDir := filepath.Join(t.TempDir(), "var", "lib", "ghostbridge", "net")
 	before := hostState(t, h)
 
@@ -365,16 +358,4 @@ func waitExit(t *testing.T, pid int) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// processStopped reports whether /proc shows pid stopped (state T).
-func processStopped(t *testing.T, pid int) bool {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(fields) > 0 && fields[0] == "T"
 }

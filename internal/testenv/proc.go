@@ -28,3 +28,21 @@ func ProcStatusMB(tb testing.TB, pid int, field string) float64 {
 	tb.Fatalf("/proc/%d/status has no %s", pid, field)
 	return 0
 }
+
+// ProcState is the state letter of process pid in /proc/PID/stat: R
+// running, S sleeping, T stopped, Z zombie ...
+func ProcState(tb testing.TB, pid int) string {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The command name in parentheses may hold spaces: the state is the
+	// first field after the last ')'.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) == 0 {
+		tb.Fatalf("/proc/%d/stat: no state in %q", pid, s)
+	}
+	return fields[0]
+}

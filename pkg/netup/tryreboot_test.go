@@ -3,8 +3,6 @@ package netup_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ghostbridge/ghostbridge/internal/testenv"
 	"github.com/ghostbridge/ghostbridge/pkg/netup"
 	"github.com/ghostbridge/ghostbridge/pkg/sys/netdev"
 )
@@ -120,7 +119,6 @@ func TestTryRebootRestoresConvergedHost(t *testing.T) {
 	}
 }
 
-// procState is the state letter of process pid (T: stopped).
 // stopProcess stops pid with SIGSTOP and waits until the kernel shows it
 // stopped: the signal is delivered when its threads next run, which on a
 // busy machine can be after the test's next step.
@@ -129,19 +127,9 @@ func stopProcess(t *testing.T, pid int) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	for procState(t, pid) != "T" {
+	for testenv.ProcState(t, pid) != "T" {
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func procState(t *testing.T, pid int) string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	return f[0]
 }
 
 // TestOverdueTryOfAnotherBootIsNotKilled: a PID recorded in another
@@ -168,7 +156,7 @@ func TestOverdueTryOfAnotherBootIsNotKilled(t *testing.T) {
 	if _, err := netup.Rollback(ctx, h.deps, dir, nil); !errors.Is(err, netup.ErrTryPending) {
 		t.Errorf("rollback of another boot's try: %v, want it refused as pending", err)
 	}
-	if st := procState(t, cmd.Process.Pid); st != "T" {
+	if st := testenv.ProcState(t, cmd.Process.Pid); st != "T" {
 		t.Fatalf("try process state %s after the rollback attempt, want T (stopped, not killed)", st)
 	}
 
