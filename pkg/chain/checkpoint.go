@@ -441,40 +441,14 @@ func (s *Store) behindReason(ctx context.Context, tx *sql.Tx) Reason {
 	return ReasonRolledBack
 }
 
-// writeFileAtomic replaces path with data (mode 0600): written to a
-// temporary file in the same directory, synced, then renamed over path, so
-// a crash leaves the old checkpoint or the new one, never a torn file.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// writeFileAtomic replaces path with data (mode 0600), creating its
+// directory (0700) when missing; a crash leaves the old checkpoint or the
+// new one, never a torn file.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	if _, err := f.Write(data); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	if err := f.Sync(); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return regfile.WriteAtomic(path, data)
 }
 
 // CheckpointPolicy says when a writer signs the next checkpoint: once

@@ -98,7 +98,7 @@ func WriteKeyFile(path, key string) (err error) {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("key file %s: %w", path, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return regfile.SyncDir(filepath.Dir(path))
 }
 
 // LoadSigner reads a signing key from path. It refuses a file whose mode
@@ -243,16 +243,4 @@ func readKeyFile(path string, private bool) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s: %w: longer than %d bytes", what, path, ErrBadKey, maxKey)
 	}
 	return data, nil
-}
-
-// syncDir makes a file created or renamed in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	if err := d.Sync(); err != nil {
-		return errors.Join(fmt.Errorf("sync directory %s: %w", dir, err), d.Close())
-	}
-	return d.Close()
 }

@@ -1,7 +1,9 @@
 package netup
 
+import "github.com/ghostbridge/ghostbridge/pkg/sys/regfile"
+
 // Internals the external tests drive directly.
 var (
 	WriteFileAtomic = writeFileAtomic
-	RemoveDurable   = removeDurable
+	RemoveDurable   = regfile.RemoveDurable
 )

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ghostbridge/ghostbridge/pkg/sys/regfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -353,20 +354,20 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 	}
 	ln, err := net.Listen("unix", sockPath)
 	if err != nil {
-		return res, errors.Join(fmt.Errorf("listen on %s: %w", sockPath, err), removeDurable(statePath))
+		return res, errors.Join(fmt.Errorf("listen on %s: %w", sockPath, err), regfile.RemoveDurable(statePath))
 	}
 	defer func() { _ = ln.Close() }() // also removes the socket file
 	if err := os.Chmod(sockPath, 0o600); err != nil {
-		return res, errors.Join(fmt.Errorf("socket %s: %w", sockPath, err), removeDurable(statePath))
+		return res, errors.Join(fmt.Errorf("socket %s: %w", sockPath, err), regfile.RemoveDurable(statePath))
 	}
 	if opts.OnRecorded != nil {
 		if err := opts.OnRecorded(st.TryInfo); err != nil {
-			return res, errors.Join(err, removeDurable(statePath))
+			return res, errors.Join(err, regfile.RemoveDurable(statePath))
 		}
 	}
 
 	if err := applyAll(ctx, d, cs, opts.OnChange, before); err != nil {
-		return res, errors.Join(err, removeDurable(statePath))
+		return res, errors.Join(err, regfile.RemoveDurable(statePath))
 	}
 	res.Applied = true
 	after, err := TakeSnapshot(ctx, d, before.offloadFeatures())
@@ -378,7 +379,7 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 		// Without a record of what the try changed, the rollback
 		// cannot be told from others' changes later: undo it now.
 		_, rerr := st.rollback(context.WithoutCancel(ctx), d, st.BootID)
-		return res, errors.Join(fmt.Errorf("record the applied state: %w", err), rerr, removeDurable(statePath))
+		return res, errors.Join(fmt.Errorf("record the applied state: %w", err), rerr, regfile.RemoveDurable(statePath))
 	}
 	if opts.OnWaiting != nil {
 		opts.OnWaiting(res.Result, st.TryInfo)
@@ -392,7 +393,7 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 	defer timer.Stop()
 	select {
 	case conn := <-confirms:
-		err := removeDurable(statePath)
+		err := regfile.RemoveDurable(statePath)
 		if err == nil {
 			err = clearUnconfirmed(opts.StateDir, st.ConfigDigest)
 		}
@@ -422,7 +423,7 @@ func Try(ctx context.Context, d Deps, cfg Config, opts TryOptions) (TryResult, e
 	if res.Reason != "timeout" {
 		why = "interrupted before 'net confirm'"
 	}
-	if err := errors.Join(recordUnconfirmed(opts.StateDir, st.TryInfo, why), removeDurable(statePath)); err != nil {
+	if err := errors.Join(recordUnconfirmed(opts.StateDir, st.TryInfo, why), regfile.RemoveDurable(statePath)); err != nil {
 		return res, fmt.Errorf("%w, but %w", ErrRolledBack, err)
 	}
 	if res.Reason == "timeout" {
@@ -513,7 +514,7 @@ func Confirm(ctx context.Context, dir string) (ConfirmResult, error) {
 		return ConfirmResult{}, fmt.Errorf("too late to confirm the try of pid %d: %s; %s: %w",
 			st.PID, st.Why(), RestoreHint, ErrTryExpired)
 	}
-	if err := errors.Join(removeDurable(statePath), clearUnconfirmed(dir, st.ConfigDigest)); err != nil {
+	if err := errors.Join(regfile.RemoveDurable(statePath), clearUnconfirmed(dir, st.ConfigDigest)); err != nil {
 		return ConfirmResult{}, err
 	}
 	return ConfirmResult{Confirmed: true, Orphaned: true, PID: info.PID}, nil
@@ -555,7 +556,7 @@ func rollbackLocked(ctx context.Context, d Deps, dir string, onChange func(Chang
 	if st.Expired {
 		why = st.Why()
 	}
-	return res, errors.Join(recordUnconfirmed(dir, st.TryInfo, why), removeDurable(statePath))
+	return res, errors.Join(recordUnconfirmed(dir, st.TryInfo, why), regfile.RemoveDurable(statePath))
 }
 
 // PendingTry reports the try in dir that is neither confirmed nor rolled
@@ -656,57 +657,15 @@ func readTry(path string) (tryState, error) {
 	return st, nil
 }
 
-// writeFileAtomic writes v as JSON to path (0600) through a temporary
-// file, synced before the rename, so a crash leaves the old file or the
-// whole new one.
-func writeFileAtomic(path string, v any) (err error) {
+// writeFileAtomic writes v as JSON to path (0600), durably: a crash
+// leaves the old file or the whole new one.
+func writeFileAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".try-*")
-	if err != nil {
+	if err := regfile.WriteAtomic(path, b); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return errors.Join(fmt.Errorf("write %s: %w", path, err), f.Close())
-	}
-	if _, err := f.Write(b); err != nil {
-		return errors.Join(fmt.Errorf("write %s: %w", path, err), f.Close())
-	}
-	if err := errors.Join(f.Sync(), f.Close()); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// removeDurable removes path and syncs its directory, so that a crash
-// cannot bring back a try state that was confirmed or rolled back. A
-// file already gone is not an error.
-func removeDurable(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir makes the renames and removals in dir durable: until the
-// directory itself is synced, a crash may undo them.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	if err := errors.Join(f.Sync(), f.Close()); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
@@ -745,7 +704,7 @@ func clearUnconfirmed(dir, digest string) error {
 	if err != nil || u == nil || u.ConfigDigest != digest {
 		return err
 	}
-	return removeDurable(filepath.Join(dir, unconfirmedFile))
+	return regfile.RemoveDurable(filepath.Join(dir, unconfirmedFile))
 }
 
 func readUnconfirmed(dir string) (*unconfirmed, error) {

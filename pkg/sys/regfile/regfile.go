@@ -1,16 +1,21 @@
-// Package regfile reads files named by configuration (keys, CA bundles,
-// checkpoints) without ever blocking on something that is not a regular
-// file: opening a FIFO for reading waits for a writer for ever, and a
-// device or socket is never what an operator meant.
+// Package regfile reads and writes the small regular files ghostbridge
+// keeps beside its database (keys, CA bundles, checkpoints, net try
+// state). Reads never block on something that is not a regular file:
+// opening a FIFO for reading waits for a writer for ever, and a device or
+// socket is never what an operator meant. Writes and removals are durable:
+// a crash leaves the old file or the whole new one, and never undoes a
+// rename or removal that returned.
 //
-// It only reads; what a file must hold is for its caller to judge.
+// What a file must hold is for its caller to judge.
 package regfile
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -74,4 +79,55 @@ func Read(path string, limit int64) ([]byte, error) {
 		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("longer than %d bytes", limit)}
 	}
 	return data, nil
+}
+
+// WriteAtomic replaces path with data, mode 0600: written to a temporary
+// file in the same directory, synced, renamed over path, and the
+// directory synced.
+func WriteAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	if _, err := f.Write(data); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// RemoveDurable removes path and syncs its directory; a file already gone
+// is not an error.
+func RemoveDurable(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir makes the creations, renames and removals in dir durable: until
+// the directory itself is synced, a crash may undo them.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	if err := errors.Join(d.Sync(), d.Close()); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
 }
